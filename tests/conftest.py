@@ -1,0 +1,9 @@
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import torch  # noqa: E402
+
+# The kit's models are small: one thread is as fast as two, and far faster when
+# another process keeps the second core busy (see DESIGN notes).
+torch.set_num_threads(1)

@@ -1,0 +1,64 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def mlkit(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "mlkit", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ck") / "maml.pt"
+    r = mlkit("train", "--task", "sinusoid", "--algo", "maml", "--iterations", "50",
+              "--out", str(out), "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    assert "saved" in r.stdout
+    return out
+
+
+def test_train_and_evaluate_json(trained):
+    r = mlkit("evaluate", str(trained), "--shots", "5", "--steps", "3", "--tasks", "20", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out["mse"]) == {"0", "1", "2", "3"}
+    assert out["protocol"]["shots"] == 5 and out["protocol"]["tasks"] == 20
+    assert "python -m mlkit train" in out["checkpoint"]["command"]
+
+
+def test_evaluate_table(trained):
+    r = mlkit("evaluate", str(trained), "--shots", "5", "--steps", "2", "--tasks", "10")
+    assert r.returncode == 0 and "95% CI" in r.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--algo", "nope", "--out", "x.pt"], "--algo"),
+    (["train", "--iterations", "-3", "--out", "x.pt"], "--iterations"),
+    (["train", "--inner-lr", "abc", "--out", "x.pt"], "--inner-lr"),
+    (["train", "--iterations", "5"], "--out"),
+    (["evaluate", "does-not-exist.pt"], "does-not-exist.pt"),
+    (["evaluate", "CHECKPOINT", "--shots", "0"], "--shots"),
+    (["evaluate", "CHECKPOINT", "--ways", "5"], "--ways"),
+    (["evaluate", "CHECKPOINT", "--task", "glyphs"], "--task"),
+    (["bench", "--rounds", "0"], "--rounds"),
+    (["fly"], "fly"),
+    ([], "command"),
+])
+def test_bad_arguments_exit_2_with_one_line(trained, args, needle):
+    args = [str(trained) if a == "CHECKPOINT" else a for a in args]
+    r = mlkit(*args)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_bench_json():
+    r = mlkit("bench", "--rounds", "1", "--iterations", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for algo in ("maml", "fomaml"):
+        assert out["results"][algo]["ratio"] > 0
