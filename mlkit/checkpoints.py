@@ -91,7 +91,8 @@ def load_checkpoint(path, device="cpu", task=None):
     try:
         cfg = payload["learner"]
         model = build_model(payload["model"])
-        learner = make_learner(cfg["algo"], model, cfg["loss"], cfg["inner_lr"], cfg["inner_steps"])
+        learner = make_learner(cfg["algo"], model, cfg["loss"], cfg["inner_lr"], cfg["inner_steps"],
+                               cfg.get("multi_step_loss", False))
         learner.load_state_dict(payload["state_dict"])
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} does not match its model description "

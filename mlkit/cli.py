@@ -67,7 +67,8 @@ def build_parser() -> Parser:
     t = sub.add_parser("train", help="meta-train a model and save a checkpoint")
     t.add_argument("--task", choices=TASKS, default="sinusoid")
     t.add_argument("--algo", choices=ALGOS, default="maml")
-    t.add_argument("--iterations", type=_positive_int("--iterations"), default=70000)
+    t.add_argument("--iterations", type=_positive_int("--iterations"), default=None,
+                   help="outer steps (default: 70000 for sinusoid, see README for glyphs)")
     t.add_argument("--out", required=True, help="checkpoint file to write")
     t.add_argument("--shots", type=_positive_int("--shots"), default=None,
                    help="support examples per task (per class for glyphs); default 10 / 1")
@@ -75,6 +76,8 @@ def build_parser() -> Parser:
     t.add_argument("--ways", type=_positive_int("--ways"), default=5, help="glyphs only")
     t.add_argument("--inner-steps", type=_nonneg_int("--inner-steps"), default=None)
     t.add_argument("--inner-lr", type=_positive_float("--inner-lr"), default=None)
+    t.add_argument("--multi-step-loss", action="store_true",
+                   help="average the query loss after every inner step (MAML++)")
     t.add_argument("--outer-lr", type=_positive_float("--outer-lr"), default=1e-3)
     t.add_argument("--meta-batch", type=_positive_int("--meta-batch"), default=None)
     t.add_argument("--seed", type=_nonneg_int("--seed"), default=0)
@@ -107,6 +110,11 @@ def build_parser() -> Parser:
     g.add_argument("--size", type=_positive_int("--size"), default=28)
     g.add_argument("--seed", type=_nonneg_int("--seed"), default=0)
     g.add_argument("--out", default=None, help="default: data/glyphs_<size>.npz")
+
+    r = sub.add_parser("table", help="print the README's results table for a task")
+    r.add_argument("task", choices=TASKS)
+    r.add_argument("--tasks", type=_positive_int("--tasks"), default=None,
+                   help="tasks (episodes) per number; default 1000 (sinusoid), 600 (glyphs)")
 
     sub.add_parser("doctor", help="check the installation and the shipped data")
     return p

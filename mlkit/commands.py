@@ -38,11 +38,14 @@ def train(args, argv) -> int:
         raise ValueError("--algo protonet needs --task glyphs (ProtoNets classify images)")
     if args.ways != 5:
         raise ValueError("--ways applies to --task glyphs only")
+    if args.iterations is None:
+        args.iterations = 70000  # the MAML paper's sinusoid training length
     cfg = {k: getattr(args, k) if getattr(args, k) is not None else v
            for k, v in SINUSOID_DEFAULTS.items()}
     device = pick_device(args.device)
     torch.manual_seed(args.seed)
-    learner = make_learner(args.algo, MLP(), "mse", cfg["inner_lr"], args.inner_steps).to(device)
+    learner = make_learner(args.algo, MLP(), "mse", cfg["inner_lr"], args.inner_steps,
+                           args.multi_step_loss).to(device)
     family = SinusoidFamily()
     with torch_threads(args.threads or 1):
         history = meta_train(learner, family, args.iterations, cfg["meta_batch"], cfg["shots"],
@@ -50,6 +53,7 @@ def train(args, argv) -> int:
         quick = meta_test(learner, family, shots=cfg["shots"], steps=1, tasks=200, seed=1)
     meta = {"task": "sinusoid", "family": family.protocol(), "algo": args.algo,
             "config": {**cfg, "inner_steps": learner.inner_steps, "outer_lr": args.outer_lr,
+                       "multi_step_loss": learner.multi_step_loss,
                        "iterations": args.iterations, "optimizer": "Adam"},
             "seed": args.seed, "iterations": history.iterations, "stopped": history.stopped,
             "seconds": round(history.seconds, 1), "loss_curve": downsample(history.losses),
@@ -136,6 +140,16 @@ def bench(args, argv) -> int:
 def make_glyphs(args, argv) -> int:
     from .data import make_glyphs as build
     build(args.out, size=args.size, seed=args.seed)
+    return 0
+
+
+def table(args, argv) -> int:
+    if args.task == "glyphs":
+        from .images import glyphs_table
+        print(glyphs_table(tasks=args.tasks or 600))
+    else:
+        from .report import sinusoid_table
+        print(sinusoid_table(tasks=args.tasks or 1000))
     return 0
 
 

@@ -139,7 +139,8 @@ def load_glyphs(split: str = "background", path=None) -> ClassImages:
         raise ValueError(f"glyph dataset {path} is damaged ({type(e).__name__}: {e}); "
                          f"rebuild it with: {rebuild}") from e
     if not ok:
-        raise ValueError(f"glyph dataset {path} has inconsistent arrays; rebuild it with: {rebuild}")
+        raise ValueError(f"glyph dataset {path} has inconsistent arrays; "
+                         f"rebuild it with: {rebuild}")
     keep = np.ones(len(images), bool) if split == "all" else splits[alphabet_index] == split
     return ClassImages(torch.from_numpy(np.ascontiguousarray(images[keep])),
                        [f"U+{cp:04X}" for cp in codepoints[keep]],
@@ -164,6 +165,21 @@ def _codepoint(c) -> int:
     elif isinstance(c, (int, np.integer)) and not isinstance(c, bool):
         return int(c)
     raise ValueError(f"classes must hold code points (int) or class names like 'U+0041', got {c!r}")
+
+
+def _find_classes(classes, alphabets) -> list[tuple[str, int]]:
+    """(alphabet name, code point) of the given classes, in the order of a full run."""
+    classes = [classes] if isinstance(classes, (str, int)) else list(classes)
+    if not classes:
+        raise ValueError("classes must name at least one character, or be None for all")
+    wanted = {_codepoint(c) for c in classes}
+    home = {cp: a.name for a in alphabets for cp in a.codepoints() if cp in wanted}
+    missing = [f"U+{cp:04X}" for cp in sorted(wanted - home.keys())]
+    if missing:
+        raise ValueError(f"classes {missing} are in no glyph alphabet (see "
+                         "mlkit.glyphs.BACKGROUND_ALPHABETS and EVALUATION_ALPHABETS)")
+    rank = {a.name: i for i, a in enumerate(alphabets)}
+    return sorted(((home[cp], cp) for cp in wanted), key=lambda job: (rank[job[0]], job[1]))
 
 
 def _draw(job, size, seed, strength):
@@ -191,42 +207,33 @@ def make_glyphs(out_path=None, size: int = 28, seed: int = 0, strength: float | 
                            0, 5)
     workers = min(2, os.cpu_count() or 1) if workers is None else check_int("workers", workers, 1)
     out_path = DATA_DIR / f"glyphs_{size}.npz" if out_path is None else Path(out_path)
-    order = list(glyphs.BACKGROUND_ALPHABETS + glyphs.EVALUATION_ALPHABETS)
-    if classes is not None:
-        if isinstance(classes, (str, int)):
-            classes = [classes]
-        wanted = {_codepoint(c) for c in classes}
-        home = {cp: a.name for a in order for cp in a.codepoints() if cp in wanted}
-        missing = sorted(wanted - home.keys())
-        if missing:
-            raise ValueError(f"classes {[f'U+{cp:04X}' for cp in missing]} are in no glyph "
-                             "alphabet (see mlkit.glyphs.BACKGROUND_ALPHABETS / "
-                             "EVALUATION_ALPHABETS)")
-        rank = {a.name: i for i, a in enumerate(order)}
-        chosen = sorted(((home[cp], cp) for cp in wanted), key=lambda j: (rank[j[0]], j[1]))
-    if workers > 1 and (classes is None or len(classes) >= 50):
+    alphabets = glyphs.BACKGROUND_ALPHABETS + glyphs.EVALUATION_ALPHABETS
+    chosen = None if classes is None else _find_classes(classes, alphabets)
+
+    pool, imap = None, map  # a small job is faster without starting processes
+    if workers > 1 and (chosen is None or len(chosen) >= 50):
         import multiprocessing
         pool = multiprocessing.get_context().Pool(workers)
         imap = partial(pool.imap, chunksize=8)
-    else:
-        pool, imap = None, map
     try:
-        if classes is None:
-            chosen = glyphs.select_characters(order, screen_map=lambda f, jobs: tqdm(
+        if chosen is None:
+            chosen, _ = glyphs.select_characters(alphabets, screen_map=lambda f, jobs: tqdm(
                 imap(f, jobs), total=len(jobs), desc="screening characters",
-                disable=not progress))[0]
+                disable=not progress))
         drawings = tqdm(imap(partial(_draw, size=size, seed=seed, strength=strength), chosen),
                         total=len(chosen), desc="drawing classes", disable=not progress)
-        images = np.stack(list(drawings)) if chosen else np.zeros((0, 20, size, size), np.uint8)
+        images = np.stack(list(drawings))
     finally:
         if pool is not None:
             pool.close()
             pool.join()
-    used = [a for a in order if a.name in {name for name, _ in chosen}]
+
+    used = [a for a in alphabets if a.name in {name for name, _ in chosen}]
     position = {a.name: i for i, a in enumerate(used)}
     background = {a.name for a in glyphs.BACKGROUND_ALPHABETS}
-    arrays = {
-        "images": images,
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_npz(out_path, {
+        "images": images,                                   # (classes, 20, size, size) uint8
         "codepoints": np.array([cp for _, cp in chosen], np.int32),
         "alphabet_index": np.array([position[name] for name, _ in chosen], np.int16),
         "alphabet_names": np.array([a.name for a in used], dtype="U"),
@@ -237,9 +244,7 @@ def make_glyphs(out_path=None, size: int = 28, seed: int = 0, strength: float | 
         "strength": np.array(strength, np.float64),
         "format_version": np.array(FORMAT_VERSION, np.int64),
         "library_versions": np.array(_library_versions()),
-    }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_npz(out_path, arrays)
+    })
     return out_path
 
 
@@ -308,8 +313,9 @@ def load_omniglot(root, split: str = "background", size: int = 28) -> ClassImage
                 alphabets.append(alphabet.name)
                 files.append(pngs)
     if not files:
+        layouts = _omniglot_layouts(folder.parent, folder.name)
         raise FileNotFoundError(f"{folder} holds no <alphabet>/<character>/*.png images; "
-                                f"expected one of:\n{_omniglot_layouts(folder.parent, folder.name)}")
+                                f"expected one of:\n{layouts}")
     samples = min(len(f) for f in files)
     if any(len(f) != samples for f in files):
         warnings.warn(f"characters in {folder} have {samples} to {max(len(f) for f in files)} "

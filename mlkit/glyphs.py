@@ -323,7 +323,7 @@ DUPLICATE_CORRELATION = {"glyph": 0.96, "block": 0.99}
 
 
 def shape_features(glyph: Glyph, blur: float = 1.0) -> np.ndarray:
-    """Blurred canonical image of the sans strokes, centred and scaled to unit length -> (32*32,)."""
+    """Blurred canonical image of the sans strokes, centred, unit length -> (32 * 32,)."""
     x = ndimage.gaussian_filter(canonical_image(glyph.strokes["sans"]), blur).ravel()
     x = x - x.mean()
     return x / (np.linalg.norm(x) + 1e-8)
@@ -453,5 +453,7 @@ def draw_samples(glyph: Glyph, size: int = 28, seed: int = 0, strength: float = 
 def draw_character(alphabet: str, cp: int, size: int = 28, seed: int = 0,
                    strength: float = DEFAULT_STRENGTH,
                    samples: int = SAMPLES_PER_CLASS) -> np.ndarray:
-    """Trace character `cp` of `alphabet` in every style and draw it -> uint8 (samples, size, size)."""
+    """Trace character `cp` of `alphabet` in every style and draw it.
+
+    -> uint8 (samples, size, size), ink = 255."""
     return draw_samples(trace(alphabet, cp), size, seed, strength, samples)

@@ -40,12 +40,16 @@ class MAML(nn.Module):
     loss:        "mse" (regression) or "cross_entropy" (classification)
     inner_lr:    alpha, the inner SGD step size
     inner_steps: inner SGD steps during meta-training
+    multi_step_loss: average the query loss after *every* inner step instead of
+        only the last (Antoniou et al., "How to train your MAML", ICLR 2019), so the
+        initialisation is good after 1 step and stays good over more steps
     """
 
     name = "maml"
     first_order = False
 
-    def __init__(self, model: nn.Module, loss="mse", inner_lr=0.01, inner_steps=1):
+    def __init__(self, model: nn.Module, loss="mse", inner_lr=0.01, inner_steps=1,
+                 multi_step_loss=False):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
@@ -54,6 +58,7 @@ class MAML(nn.Module):
         self.loss = LOSSES[loss]
         self.inner_lr = check_float("inner_lr", inner_lr, low=0.0)
         self.inner_steps = check_int("inner_steps", inner_steps, low=0)
+        self.multi_step_loss = bool(multi_step_loss)
 
     # ---- inner loop ---------------------------------------------------------
     def adapted_names(self) -> list:
@@ -97,10 +102,20 @@ class MAML(nn.Module):
         return params
 
     # ---- outer loop ---------------------------------------------------------
+    def query_loss(self, params: dict, batch: TaskBatch) -> torch.Tensor:
+        """Mean over tasks of each task's query loss with its adapted weights."""
+        return self.loss(self.model.forward_tasks(params, batch.x_query), batch.y_query).mean()
+
     def meta_loss(self, batch: TaskBatch) -> torch.Tensor:
         """Mean query loss after adaptation, a scalar differentiable with respect to theta."""
-        params = self.adapt(batch.x_support, batch.y_support)
-        return self.loss(self.model.forward_tasks(params, batch.x_query), batch.y_query).mean()
+        if not self.multi_step_loss:
+            return self.query_loss(self.adapt(batch.x_support, batch.y_support), batch)
+        params, losses = self.start(batch.tasks), []
+        for _ in range(self.inner_steps):
+            params = self.inner_step(params, batch.x_support, batch.y_support,
+                                     create_graph=not self.first_order)
+            losses.append(self.query_loss(params, batch))
+        return torch.stack(losses).mean() if losses else self.query_loss(params, batch)
 
     def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer) -> torch.Tensor:
         """One meta-update; returns the (detached) meta-loss before the update.
@@ -116,7 +131,7 @@ class MAML(nn.Module):
 
     def config(self) -> dict:
         return {"algo": self.name, "loss": self.loss_name, "inner_lr": self.inner_lr,
-                "inner_steps": self.inner_steps}
+                "inner_steps": self.inner_steps, "multi_step_loss": self.multi_step_loss}
 
 
 class FOMAML(MAML):
@@ -144,8 +159,8 @@ class MetaSGD(MAML):
 
     name = "metasgd"
 
-    def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=1):
-        super().__init__(model, loss, inner_lr, inner_steps)
+    def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=1, multi_step_loss=False):
+        super().__init__(model, loss, inner_lr, inner_steps, multi_step_loss)
         # ParameterDict keys may not contain dots
         self.lrs = nn.ParameterDict({name.replace(".", "_"): nn.Parameter(torch.full_like(p, inner_lr))
                                      for name, p in model.named_parameters()})
@@ -164,8 +179,8 @@ class Reptile(MAML):
     name = "reptile"
     first_order = True
 
-    def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=5):
-        super().__init__(model, loss, inner_lr, inner_steps)
+    def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=5, multi_step_loss=False):
+        super().__init__(model, loss, inner_lr, inner_steps, multi_step_loss)
 
     def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer) -> torch.Tensor:
         params = self.adapt(batch.x_support, batch.y_support, create_graph=False)

@@ -30,8 +30,8 @@ class Pretrain(MAML):
 
     name = "pretrain"
 
-    def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=0):
-        super().__init__(model, loss, inner_lr, inner_steps)
+    def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=0, multi_step_loss=False):
+        super().__init__(model, loss, inner_lr, inner_steps, multi_step_loss)
 
     def meta_loss(self, batch: TaskBatch) -> torch.Tensor:
         x = torch.cat([batch.x_support, batch.x_query], 1)
@@ -42,13 +42,16 @@ class Pretrain(MAML):
 ALGORITHMS = {cls.name: cls for cls in (MAML, FOMAML, Reptile, ANIL, MetaSGD, Pretrain)}
 
 
-def make_learner(algo: str, model, loss="mse", inner_lr=0.01, inner_steps=None):
-    """Build a learner by name: one of maml, fomaml, reptile, anil, metasgd, pretrain."""
+def make_learner(algo: str, model, loss="mse", inner_lr=0.01, inner_steps=None,
+                 multi_step_loss=False):
+    """Build a learner by name: one of maml, fomaml, reptile, anil, metasgd, pretrain.
+
+    ``inner_steps=None`` takes the class's own default (Reptile 5, Pretrain 0, others 1).
+    """
     check_choice("algo", algo, list(ALGORITHMS))
     cls = ALGORITHMS[algo]
-    if inner_steps is None:  # each class's own default (Reptile 5, Pretrain 0, others 1)
-        return cls(model, loss, inner_lr)
-    return cls(model, loss, inner_lr, inner_steps)
+    kwargs = {} if inner_steps is None else {"inner_steps": inner_steps}
+    return cls(model, loss, inner_lr, multi_step_loss=multi_step_loss, **kwargs)
 
 
 @dataclass

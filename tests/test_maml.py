@@ -146,3 +146,21 @@ def test_bad_hyperparameters():
         MAML(MLP(), inner_steps=1.5)
     with pytest.raises(ValueError, match="loss"):
         MAML(MLP(), loss="hinge")
+
+
+def test_multi_step_loss_matches_reference():
+    """MAML++'s multi-step loss: the mean of the query losses after steps 1..S."""
+    model, batch = setup(6)
+    learner = MAML(model, inner_lr=0.05, inner_steps=3, multi_step_loss=True)
+    ours = batched_grad(learner, batch)
+    theta = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    total = 0.0
+    for t in range(batch.tasks):
+        params = list(theta)
+        for _ in range(3):
+            loss = F.mse_loss(mlp_forward(params, batch.x_support[t]), batch.y_support[t])
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+            params = [p - 0.05 * g for p, g in zip(params, grads)]
+            total = total + F.mse_loss(mlp_forward(params, batch.x_query[t]), batch.y_query[t])
+    ref = torch.autograd.grad(total / (3 * batch.tasks), theta)
+    assert rel_err(ours, ref) < 1e-8

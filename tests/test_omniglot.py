@@ -1,0 +1,95 @@
+"""The Omniglot folder reader, on tiny trees in each layout people download."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from mlkit.data import find_omniglot_folder, load_omniglot
+
+ALPHABETS, CHARACTERS, DRAWINGS = 2, 3, 4
+
+
+def drawing(c, k):
+    """A 105x105 Omniglot-style PNG: black ink (0) on white (1), mode "1"."""
+    im = Image.new("1", (105, 105), 1)
+    ImageDraw.Draw(im).line([(10 + 10 * c, 20), (60 + k, 90)], fill=0, width=6)
+    return im
+
+
+def make_tree(folder, n_alphabets=ALPHABETS, drawings=DRAWINGS, name="Alphabet"):
+    c = 0
+    for a in range(n_alphabets):
+        for ch in range(1, CHARACTERS + 1):
+            d = folder / f"{name}_{a}" / f"character{ch:02d}"
+            d.mkdir(parents=True)
+            for k in range(drawings):
+                drawing(c, k).save(d / f"{c:04d}_{k + 1:02d}.png")
+            c += 1
+    return folder
+
+
+@pytest.mark.parametrize("split", ["background", "evaluation", "background_small1",
+                                   "background_small2"])
+@pytest.mark.parametrize("torchvision", [False, True])  # torchvision unzips into omniglot-py/
+def test_reads_each_layout(tmp_path, split, torchvision):
+    parent = tmp_path / "omniglot-py" if torchvision else tmp_path
+    make_tree(parent / f"images_{split}")
+    data = load_omniglot(tmp_path, split)
+    assert data.images.shape == (ALPHABETS * CHARACTERS, DRAWINGS, 28, 28)
+    assert data.images.dtype == torch.uint8
+    assert data.class_names[0] == "Alphabet_0/character01"
+    assert data.alphabet_names == ["Alphabet_0", "Alphabet_1"]
+    # ink is bright on a dark background, as in the glyphs
+    assert data.images[:, :, 0, 0].max() == 0 and data.images.amax(dim=(2, 3)).min() > 200
+
+
+def test_root_may_be_the_split_folder_itself(tmp_path):
+    folder = make_tree(tmp_path / "images_background")
+    assert find_omniglot_folder(folder, "background") == folder
+    assert len(load_omniglot(folder, "background")) == ALPHABETS * CHARACTERS
+
+
+def test_full_size_is_the_inverted_image(tmp_path):
+    make_tree(tmp_path / "images_background")
+    data = load_omniglot(tmp_path, "background", size=105)
+    expected = 255 - np.asarray(drawing(1, 2).convert("L"))
+    assert np.array_equal(data.images[1, 2].numpy(), expected)
+
+
+def test_all_is_background_then_evaluation(tmp_path):
+    make_tree(tmp_path / "images_background")
+    make_tree(tmp_path / "images_evaluation", n_alphabets=1, name="Other")
+    data = load_omniglot(tmp_path, "all", size=20)
+    assert data.images.shape == ((ALPHABETS + 1) * CHARACTERS, DRAWINGS, 20, 20)
+    assert data.alphabet_names == ["Alphabet_0", "Alphabet_1", "Other_0"]
+
+
+def test_wrong_folder_names_the_expected_layout(tmp_path):
+    (tmp_path / "images_evaluation").mkdir()
+    layout = r"images_background/<alphabet>/<character>/\*\.png"
+    with pytest.raises(FileNotFoundError, match=layout):
+        load_omniglot(tmp_path, "background")
+    with pytest.raises(FileNotFoundError, match="omniglot-py"):
+        load_omniglot(tmp_path / "missing", "background")
+    (tmp_path / "images_background.zip").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="unzip"):
+        load_omniglot(tmp_path, "background")
+    with pytest.raises(FileNotFoundError, match="no <alphabet>/<character>/"):
+        load_omniglot(tmp_path, "evaluation")  # the folder exists but holds no images
+
+
+def test_uneven_drawings_keep_the_smallest_count(tmp_path):
+    folder = make_tree(tmp_path / "images_background")
+    next(folder.glob("*/*/*.png")).unlink()
+    with pytest.warns(UserWarning, match="keeping the first 3"):
+        data = load_omniglot(tmp_path)
+    assert data.samples_per_class == DRAWINGS - 1
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(split="train"), "split"), (dict(size=0), "size"), (dict(size="28"), "size"),
+])
+def test_bad_arguments(tmp_path, kwargs, name):
+    make_tree(tmp_path / "images_background")
+    with pytest.raises(ValueError, match=name):
+        load_omniglot(tmp_path, **kwargs)
