@@ -6,15 +6,10 @@ cause ends as one line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
-
-import torch
 
 from . import checkpoints
 from .checks import check_int
-from .runtime import pick_device, torch_threads
 
 TASKS = ("sinusoid", "glyphs")
 ALGOS = ("maml", "fomaml", "reptile", "anil", "metasgd", "pretrain", "protonet")
@@ -129,7 +124,7 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"mlkit: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, checkpoints.CheckpointError) as e:
+    except (ValueError, OSError, checkpoints.CheckpointError) as e:
         print(f"mlkit: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

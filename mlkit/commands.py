@@ -17,6 +17,15 @@ from .train import make_learner, meta_train
 SINUSOID_DEFAULTS = {"shots": 10, "queries": 10, "meta_batch": 25, "inner_lr": 0.01}
 
 
+def quick_check(evaluate):
+    """Run a short evaluation after training; a second Ctrl-C skips it (the model is still saved)."""
+    try:
+        return evaluate()
+    except KeyboardInterrupt:
+        print("quick evaluation skipped (interrupted); saving the model", file=sys.stderr)
+        return None
+
+
 def _command_line(argv) -> str:
     return "python -m mlkit " + shlex.join(argv)
 
@@ -50,7 +59,8 @@ def train(args, argv) -> int:
     with torch_threads(args.threads or 1):
         history = meta_train(learner, family, args.iterations, cfg["meta_batch"], cfg["shots"],
                              cfg["queries"], args.outer_lr, seed=args.seed, device=device)
-        quick = meta_test(learner, family, shots=cfg["shots"], steps=1, tasks=200, seed=1)
+        quick = quick_check(lambda: meta_test(learner, family, shots=cfg["shots"], steps=1,
+                                              tasks=200, seed=1)["mse"]["1"]["mean"])
     meta = {"task": "sinusoid", "family": family.protocol(), "algo": args.algo,
             "config": {**cfg, "inner_steps": learner.inner_steps, "outer_lr": args.outer_lr,
                        "multi_step_loss": learner.multi_step_loss,
@@ -58,14 +68,15 @@ def train(args, argv) -> int:
             "seed": args.seed, "iterations": history.iterations, "stopped": history.stopped,
             "seconds": round(history.seconds, 1), "loss_curve": downsample(history.losses),
             "metrics": {"quick_eval": {"shots": cfg["shots"], "tasks": 200,
-                                        "mse_after_1_step": quick["mse"]["1"]["mean"]}},
+                                        "mse_after_1_step": quick}},
             "command": _command_line(argv)}
     path = save_checkpoint(args.out, learner, meta)
     status = {"finished": "", "interrupted": " (interrupted: partial training)",
               "diverged": " (stopped: the loss diverged)"}[history.stopped]
+    result = "" if quick is None else (f"; {cfg['shots']}-shot MSE after 1 step on 200 fresh "
+                                       f"tasks: {quick:.3f}")
     print(f"saved {path}: {args.algo}, {history.iterations} iterations in "
-          f"{history.seconds:.0f} s{status}; {cfg['shots']}-shot MSE after 1 step on 200 fresh "
-          f"tasks: {quick['mse']['1']['mean']:.3f}")
+          f"{history.seconds:.0f} s{status}{result}")
     return 0 if history.stopped != "diverged" else 1
 
 
