@@ -1,6 +1,10 @@
 """``python -m mlkit ...``: see ``mlkit/cli.py``."""
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C while torch is still importing
+    print("mlkit: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

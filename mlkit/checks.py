@@ -23,7 +23,11 @@ def check_float(name, value, low=None, high=None, low_inclusive=True):
     """Return ``value`` as a float if it is finite and within bounds, else raise ValueError."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if ok:
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int too large for a float
+            raise ValueError(f"{name} must be a finite number{_bounds(low, high, low_inclusive)}, "
+                             f"got {value!r}") from None
         ok = math.isfinite(value)
     if ok and low is not None:
         ok = value >= low if low_inclusive else value > low

@@ -74,7 +74,7 @@ def train(args, argv) -> int:
     status = {"finished": "", "interrupted": " (interrupted: partial training)",
               "diverged": " (stopped: the loss diverged)"}[history.stopped]
     result = "" if quick is None else (f"; {cfg['shots']}-shot MSE after 1 step on 200 fresh "
-                                       f"tasks: {quick:.3f}")
+                                       f"tasks: {quick:.3g}")
     print(f"saved {path}: {args.algo}, {history.iterations} iterations in "
           f"{history.seconds:.0f} s{status}{result}")
     return 0 if history.stopped != "diverged" else 1
@@ -83,10 +83,10 @@ def train(args, argv) -> int:
 def evaluate(args, argv) -> int:
     device = pick_device(args.device)
     learner, meta = load_checkpoint(args.checkpoint, device=device)
-    task = args.task or meta.get("task")
-    if task != meta.get("task"):
-        raise ValueError(f"--task {task} does not match the checkpoint, which was trained on "
-                         f"{meta.get('task')!r}")
+    task = args.task or meta["task"]
+    if task != meta["task"]:
+        raise ValueError(f"--task {task} does not match checkpoint {args.checkpoint}, which was "
+                         f"trained on {meta['task']!r}")
     if task == "glyphs":
         from .images import evaluate_glyphs
         result = evaluate_glyphs(learner, meta, args, device)

@@ -57,9 +57,10 @@ class SinusoidFamily:
     loss = staticmethod(mse_per_task)
 
     def __init__(self, amplitude=(0.1, 5.0), phase=(0.0, math.pi), x_range=(-5.0, 5.0)):
-        self.amplitude = check_range("amplitude", amplitude, low=0.0)
-        self.phase = check_range("phase", phase)
-        self.x_range = check_range("x_range", x_range)
+        # bounds keep every value (and A sin(...)) well inside float32
+        self.amplitude = check_range("amplitude", amplitude, low=0.0, high=1e6)
+        self.phase = check_range("phase", phase, low=-1e6, high=1e6)
+        self.x_range = check_range("x_range", x_range, low=-1e6, high=1e6)
 
     def protocol(self) -> dict:
         return {"task": "sinusoid", "amplitude": list(self.amplitude),
