@@ -159,8 +159,10 @@ def table(args, argv) -> int:
         from .images import glyphs_table
         print(glyphs_table(tasks=args.tasks or 600))
     else:
-        from .report import sinusoid_table
+        from .report import paper_comparison, sinusoid_table
         print(sinusoid_table(tasks=args.tasks or 1000))
+        print()
+        print(paper_comparison(tasks=args.tasks or 1000))
     return 0
 
 

@@ -34,6 +34,22 @@ def sinusoid_table(shots=(5, 10, 20), steps=(1, 10), tasks=1000, seed=12345, alg
     return "\n".join(rows) + "\n\n" + protocol
 
 
+PAPER_5_SHOT = {"maml": (0.67, 0.38, 0.35), "pretrain": (2.41, 2.23, 2.19)}  # Finn et al., app. C
+
+
+def paper_comparison(tasks=1000, seed=12345):
+    """Markdown table: the MAML paper's 5-shot MSE after 1 / 5 / 10 steps beside ours."""
+    rows = ["| | paper: 1 / 5 / 10 steps | this kit: 1 / 5 / 10 steps (± 95% CI) |", "|---|---|---|"]
+    names = {"maml": "MAML", "pretrain": "pretrained on all tasks"}
+    with torch_threads(1):
+        for algo, paper in PAPER_5_SHOT.items():
+            learner, _ = load_shipped(f"sinusoid_{algo}")
+            r = meta_test(learner, SinusoidFamily(), shots=5, steps=10, tasks=tasks, seed=seed)
+            ours = " / ".join(_cell(r["mse"][s]) for s in ("1", "5", "10"))
+            rows.append(f"| {names[algo]} | {' / '.join(map(str, paper))} | {ours} |")
+    return "\n".join(rows)
+
+
 def _cell(v) -> str:
     if v["mean"] > 100:  # SGD blew up on some tasks (the lr is too large for that many steps)
         return f"{v['mean']:.0e} (diverges)"
