@@ -71,8 +71,7 @@ class MAML(nn.Module):
 
     def start(self, tasks: int) -> dict:
         """theta copied once per task: name -> (tasks, *shape), still connected to theta."""
-        return {name: p.unsqueeze(0).expand(tasks, *p.shape)
-                for name, p in self.model.named_parameters()}
+        return {name: p.expand(tasks, *p.shape) for name, p in self.model.named_parameters()}
 
     def inner_step(self, params: dict, x, y, create_graph: bool) -> dict:
         """One SGD step of every task on its own data: theta_i - alpha * grad L_i(theta_i)."""

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .checks import check_choice, check_float, check_int
 from .maml import ANIL, FOMAML, MAML, MetaSGD, Reptile
+from .protonet import ProtoNet
 from .runtime import adam
 from .tasks import TaskBatch
 
@@ -44,11 +45,13 @@ ALGORITHMS = {cls.name: cls for cls in (MAML, FOMAML, Reptile, ANIL, MetaSGD, Pr
 
 def make_learner(algo: str, model, loss="mse", inner_lr=0.01, inner_steps=None,
                  multi_step_loss=False):
-    """Build a learner by name: one of maml, fomaml, reptile, anil, metasgd, pretrain.
+    """Build a learner by name: one of maml, fomaml, reptile, anil, metasgd, pretrain, protonet.
 
     ``inner_steps=None`` takes the class's own default (Reptile 5, Pretrain 0, others 1).
     """
-    check_choice("algo", algo, list(ALGORITHMS))
+    check_choice("algo", algo, list(ALGORITHMS) + ["protonet"])
+    if algo == "protonet":  # no inner loop: loss (cross-entropy), inner_lr and steps do not apply
+        return ProtoNet(model)
     cls = ALGORITHMS[algo]
     kwargs = {} if inner_steps is None else {"inner_steps": inner_steps}
     return cls(model, loss, inner_lr, multi_step_loss=multi_step_loss, **kwargs)

@@ -95,6 +95,14 @@ def blew_up(pred: torch.Tensor) -> bool:
     return not bool(torch.isfinite(pred).all()) or pred.abs().max().item() > BLOWN_UP
 
 
+def widget_bundle(widget, **kwargs):
+    """The widget's display data, with a plain-text line for where widgets cannot show
+    (a saved notebook opened before its cells are run, a repository page)."""
+    data = widget._repr_mimebundle_(**kwargs) or {}
+    data["text/plain"] = "Interactive panel: run the notebook's cells to use it."
+    return data
+
+
 class Panel:
     """What every panel shares: sliders, an image, a status line, a root box."""
 
@@ -123,7 +131,7 @@ class Panel:
         self.status.value = html.escape(status)
 
     def _repr_mimebundle_(self, **kwargs):  # a cell ending in ``panel`` shows the panel
-        return self.widget._repr_mimebundle_(**kwargs)
+        return widget_bundle(self.widget, **kwargs)
 
     def update(self):
         raise NotImplementedError
@@ -303,7 +311,7 @@ class LiveLossPlot:
         self.image.value = render_png(self.fig)
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return widget_bundle(self.widget, **kwargs)
 
 
 class TrainingPanel(Panel):
