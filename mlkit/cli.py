@@ -24,22 +24,19 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_int(name):
-    def parse(text):
-        try:
-            return check_int(name, int(text), low=1)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}") from None
-    return parse
+def _int_at_least(low):
+    def make(name):
+        def parse(text):
+            try:
+                return check_int(name, int(text), low=low)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{name} must be an integer >= {low}, got {text!r}") from None
+        return parse
+    return make
 
 
-def _nonneg_int(name):
-    def parse(text):
-        try:
-            return check_int(name, int(text), low=0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {text!r}") from None
-    return parse
+_positive_int, _nonneg_int = _int_at_least(1), _int_at_least(0)
 
 
 def _positive_float(name):

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
 from .evaluate import meta_test
 from .models import MLP
 from .runtime import pick_device, torch_threads
@@ -82,11 +82,13 @@ def train(args, argv) -> int:
 
 def evaluate(args, argv) -> int:
     device = pick_device(args.device)
+    if args.task is not None:  # say so before anything else is checked
+        trained_on = read_checkpoint(args.checkpoint)["meta"].get("task")
+        if trained_on != args.task:
+            raise ValueError(f"--task {args.task} does not match checkpoint {args.checkpoint}, "
+                             f"which was trained on {trained_on!r}")
     learner, meta = load_checkpoint(args.checkpoint, device=device)
-    task = args.task or meta["task"]
-    if task != meta["task"]:
-        raise ValueError(f"--task {task} does not match checkpoint {args.checkpoint}, which was "
-                         f"trained on {meta['task']!r}")
+    task = meta["task"]
     if task == "glyphs":
         from .images import evaluate_glyphs
         result = evaluate_glyphs(learner, meta, args, device)

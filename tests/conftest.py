@@ -1,8 +1,7 @@
-import os
+import matplotlib
+import torch
 
-os.environ.setdefault("MPLBACKEND", "Agg")
-
-import torch  # noqa: E402
+matplotlib.use("Agg")  # this process only: the notebooks' kernels keep their inline backend
 
 # The kit's models are small: one thread is as fast as two, and far faster when
 # another process keeps the second core busy (see DESIGN notes).

@@ -78,7 +78,7 @@ def test_sinusoid_bad_range_names_the_parameter(name, bad):
 @fast
 @given(low=st.floats(-1e4, -1e-6), high=st.floats(0, 1e4))
 def test_sinusoid_negative_amplitude_is_refused(low, high):
-    with pytest.raises(ValueError, match=r"^amplitude\[0\] must be a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"^amplitude\[0\] must be a finite number in \[0, "):
         SinusoidFamily(amplitude=(low, high))
 
 
