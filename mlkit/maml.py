@@ -33,6 +33,16 @@ from .checks import check_float, check_int
 from .tasks import LOSSES, TaskBatch
 
 
+def step_if_finite(loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    """Backpropagate ``loss`` and take one optimiser step, unless the loss is not finite
+    (then nothing changes and the caller stops). Returns the detached loss."""
+    if torch.isfinite(loss):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return loss.detach()
+
+
 class MAML(nn.Module):
     """Model-Agnostic Meta-Learning (Finn, Abbeel, Levine, ICML 2017).
 
@@ -121,12 +131,7 @@ class MAML(nn.Module):
 
         The update is skipped when the loss is not finite (the caller stops there).
         """
-        loss = self.meta_loss(batch)
-        if torch.isfinite(loss):
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        return loss.detach()
+        return step_if_finite(self.meta_loss(batch), optimizer)
 
     def config(self) -> dict:
         return {"algo": self.name, "loss": self.loss_name, "inner_lr": self.inner_lr,

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.func import vmap
 
+from .maml import step_if_finite
 from .tasks import TaskBatch, cross_entropy_per_task
 
 
@@ -70,12 +71,7 @@ class ProtoNet(nn.Module):
 
         The step is skipped when the loss is not finite (``meta_train`` stops there).
         """
-        loss = self.meta_loss(batch)
-        if torch.isfinite(loss):
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        return loss.detach()
+        return step_if_finite(self.meta_loss(batch), optimizer)
 
     def config(self) -> dict:
         return {"algo": self.name, "loss": self.loss_name, "inner_lr": 0.0, "inner_steps": 0,
