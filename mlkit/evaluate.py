@@ -116,7 +116,12 @@ def meta_test(learner, family, shots, steps, tasks=1000, queries=100, lr=None, s
                            "ci": "95% normal interval, 1.96 * std / sqrt(tasks)"},
               "diverged_tasks": int(curves["diverged"].sum())}
     metrics = {"accuracy": "accuracy", "loss": "loss"} if "accuracy" in curves else {"mse": "loss"}
-    for key, source in metrics.items():
-        result[key] = {str(s): dict(zip(("mean", "ci95"), mean_ci95(curves[source][:, s])))
-                       for s in range(steps + 1)}
-    return result
+    return {**result, **summarize(curves, metrics)}
+
+
+def summarize(curves: dict, metrics: dict) -> dict:
+    """{name: {"0": {"mean", "ci95"}, "1": ...}} from (tasks, steps + 1) curves;
+    ``metrics`` maps each reported name to its curve, e.g. {"mse": "loss"}."""
+    return {key: {str(s): dict(zip(("mean", "ci95"), mean_ci95(curves[source][:, s])))
+                  for s in range(curves[source].shape[1])}
+            for key, source in metrics.items()}

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .checks import check_float, check_int
 from .data import ClassImages, load_glyphs, load_omniglot
 from .episodes import sample_episodes
-from .evaluate import accuracy_per_task, mean_ci95
+from .evaluate import accuracy_per_task, summarize
 from .tasks import TaskBatch, cross_entropy_per_task
 
 PUBLISHED_OMNIGLOT = {  # accuracy % (5w1s, 5w5s, 20w1s, 20w5s) reported on real Omniglot
@@ -197,9 +197,7 @@ def meta_test_images(learner, family: EpisodeFamily, shots: int, steps: int | No
                            "inner_update": update, "seed": seed,
                            "ci": "95% normal interval, 1.96 * std / sqrt(tasks)"},
               "diverged_tasks": int(curves["diverged"].sum())}
-    for key in ("accuracy", "loss"):
-        result[key] = {str(s): dict(zip(("mean", "ci95"), mean_ci95(curves[key][:, s])))
-                       for s in range(steps + 1)}
+    result.update(summarize(curves, {"accuracy": "accuracy", "loss": "loss"}))
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
 
