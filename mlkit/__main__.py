@@ -1,8 +1,8 @@
-"""``python -m mlkit ...``: see ``mlkit/cli.py``."""
+"""``python -m mlkit ...``: see ``mlkit/tools/cli.py``."""
 import sys
 
 try:
-    from .cli import main
+    from .tools.cli import main
 except KeyboardInterrupt:  # Ctrl-C while torch is still importing
     print("mlkit: interrupted", file=sys.stderr)
     sys.exit(130)

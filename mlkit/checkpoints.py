@@ -12,13 +12,13 @@ import hashlib
 import os
 import platform
 import secrets
-import signal
-import threading
 from pathlib import Path
 
 import torch
 
+from .algorithms import learner_from_config
 from .models import build_model
+from .runtime import hold_interrupts
 
 FORMAT = "mlkit-checkpoint-v1"
 TASK_MODELS = {"sinusoid": "mlp", "glyphs": "conv4"}
@@ -43,27 +43,12 @@ def weights_sha256(state_dict: dict) -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def hold_interrupts():
-    """Delay Ctrl-C until the block has finished, so that a save is never left half done."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
-
-
-def save_checkpoint(path, learner, meta: dict) -> Path:
+def save_checkpoint(path, learner, meta: dict, training: dict | None = None) -> Path:
     """Write ``learner``'s weights and ``meta`` to ``path`` atomically; returns the path.
 
-    ``meta`` should hold plain data only (str, int, float, bool, lists, dicts): the
-    task, training config, seed, iterations, metrics and the command that made it.
+    ``meta`` holds plain data only (str, int, float, bool, lists, dicts): the task, training
+    config, seed, iterations, metrics and the command that made it. ``training`` is what a
+    run needs to continue (``History.state()``: losses, optimiser state, sampler position).
     """
     path = Path(path)
     if path.is_dir():
@@ -72,7 +57,7 @@ def save_checkpoint(path, learner, meta: dict) -> Path:
     state = {k: v.detach().cpu() for k, v in learner.state_dict().items()}
     payload = {"format": FORMAT, "model": learner.model.config(), "learner": learner.config(),
                "state_dict": state, "sha256": weights_sha256(state),
-               "meta": {**meta, "versions": versions()}}
+               "meta": {**meta, "versions": versions()}, "training": training}
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     with hold_interrupts():
         try:
@@ -123,8 +108,6 @@ def load_checkpoint(path, device="cpu", task=None):
 
     With ``task`` given ("sinusoid" or "glyphs"), a checkpoint of another task is refused.
     """
-    from .train import make_learner
-
     payload = read_checkpoint(path, device)
     meta = payload["meta"]
     saved_task = meta.get("task")
@@ -146,8 +129,7 @@ def load_checkpoint(path, device="cpu", task=None):
     try:
         cfg = payload["learner"]
         model = build_model(model_cfg)
-        learner = make_learner(cfg["algo"], model, cfg["loss"], cfg["inner_lr"], cfg["inner_steps"],
-                               cfg.get("multi_step_loss", False))
+        learner = learner_from_config(model, cfg)
         learner.load_state_dict(payload["state_dict"])
     except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as e:
         raise CheckpointError(f"checkpoint {path} does not match its model description "

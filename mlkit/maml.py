@@ -22,7 +22,10 @@ FOMAML     first order: the inner gradient is treated as constant  Finn et al. 2
 ANIL       only the head (last layer) adapts in the inner loop     Raghu et al. 2020
 MetaSGD    a learned learning rate for every weight                Li et al. 2017
 Reptile    outer step moves theta towards the adapted weights      Nichol et al. 2018
+Pretrain   no inner loop in training: fit all tasks' data at once  Finn et al. 2017 (baseline)
 =========  ======================================================  =============================
+
+All of them fine-tune at test time with the same SGD inner step (``mlkit.learner.fine_tune``).
 """
 from __future__ import annotations
 
@@ -30,20 +33,11 @@ import torch
 from torch import nn
 
 from .checks import check_float, check_int
-from .tasks import LOSSES, TaskBatch
+from .learner import Learner
+from .tasks import TaskBatch
 
 
-def step_if_finite(loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
-    """Backpropagate ``loss`` and take one optimiser step, unless the loss is not finite
-    (then nothing changes and the caller stops). Returns the detached loss."""
-    if torch.isfinite(loss):
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return loss.detach()
-
-
-class MAML(nn.Module):
+class MAML(Learner):
     """Model-Agnostic Meta-Learning (Finn, Abbeel, Levine, ICML 2017).
 
     model:       an ``mlkit.models`` network (has ``forward_tasks``)
@@ -60,12 +54,7 @@ class MAML(nn.Module):
 
     def __init__(self, model: nn.Module, loss="mse", inner_lr=0.01, inner_steps=1,
                  multi_step_loss=False):
-        super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
-        self.model = model
-        self.loss_name = loss
-        self.loss = LOSSES[loss]
+        super().__init__(model, loss)
         self.inner_lr = check_float("inner_lr", inner_lr, low=0.0)
         self.inner_steps = check_int("inner_steps", inner_steps, low=0)
         self.multi_step_loss = bool(multi_step_loss)
@@ -83,15 +72,19 @@ class MAML(nn.Module):
         """theta copied once per task: name -> (tasks, *shape), still connected to theta."""
         return {name: p.expand(tasks, *p.shape) for name, p in self.model.named_parameters()}
 
-    def inner_step(self, params: dict, x, y, create_graph: bool) -> dict:
-        """One SGD step of every task on its own data: theta_i - alpha * grad L_i(theta_i)."""
+    def inner_step(self, params: dict, x, y, create_graph: bool, inner_lr=None) -> dict:
+        """One SGD step of every task on its own data: theta_i - alpha * grad L_i(theta_i).
+
+        params name -> (tasks, *shape); x, y (tasks, K, ...). ``inner_lr`` replaces the
+        step size of every weight (default: the learner's own)."""
         names = self.adapted_names()
         task_losses = self.loss(self.model.forward_tasks(params, x), y)  # (tasks,)
         grads = torch.autograd.grad(task_losses.sum(), [params[n] for n in names],
                                     create_graph=create_graph)
         new = dict(params)
         for name, g in zip(names, grads):
-            new[name] = params[name] - self.step_size(name) * g
+            size = self.step_size(name) if inner_lr is None else inner_lr
+            new[name] = params[name] - size * g
         return new
 
     def adapt(self, x_support, y_support, steps=None, create_graph=None) -> dict:
@@ -110,6 +103,13 @@ class MAML(nn.Module):
                 params = self.inner_step(params, x_support, y_support, create_graph)
         return params
 
+    def predict(self, params: dict, batch: TaskBatch, x: torch.Tensor) -> torch.Tensor:
+        """Outputs of every task's network at x (tasks, N, ...) -> (tasks, N, outputs)."""
+        return self.model.forward_tasks(params, x)
+
+    def inner_update(self, inner_lr=None) -> str:
+        return f"SGD on the support set, lr {self.inner_lr if inner_lr is None else inner_lr}"
+
     # ---- outer loop ---------------------------------------------------------
     def query_loss(self, params: dict, batch: TaskBatch) -> torch.Tensor:
         """Mean over tasks of each task's query loss with its adapted weights."""
@@ -126,16 +126,9 @@ class MAML(nn.Module):
             losses.append(self.query_loss(params, batch))
         return torch.stack(losses).mean() if losses else self.query_loss(params, batch)
 
-    def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer) -> torch.Tensor:
-        """One meta-update; returns the (detached) meta-loss before the update.
-
-        The update is skipped when the loss is not finite (the caller stops there).
-        """
-        return step_if_finite(self.meta_loss(batch), optimizer)
-
     def config(self) -> dict:
-        return {"algo": self.name, "loss": self.loss_name, "inner_lr": self.inner_lr,
-                "inner_steps": self.inner_steps, "multi_step_loss": self.multi_step_loss}
+        return {**super().config(), "inner_lr": self.inner_lr, "inner_steps": self.inner_steps,
+                "multi_step_loss": self.multi_step_loss}
 
 
 class FOMAML(MAML):
@@ -162,6 +155,7 @@ class MetaSGD(MAML):
     """
 
     name = "metasgd"
+    learned_inner_lr = True
 
     def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=1, multi_step_loss=False):
         super().__init__(model, loss, inner_lr, inner_steps, multi_step_loss)
@@ -171,6 +165,10 @@ class MetaSGD(MAML):
 
     def step_size(self, name: str):
         return self.lrs[name.replace(".", "_")]
+
+    def inner_update(self, inner_lr=None) -> str:
+        return ("SGD on the support set, the learned per-weight rates" if inner_lr is None
+                else super().inner_update(inner_lr))
 
 
 class Reptile(MAML):
@@ -197,3 +195,22 @@ class Reptile(MAML):
         if torch.isfinite(loss):
             optimizer.step()
         return loss
+
+
+class Pretrain(MAML):
+    """The baseline: one network fitted to the data of all tasks, no inner loop.
+
+    This is the "meta-training" loop of many blog posts. It learns the average
+    task (for sinusoids: about -1.6 cos x, notebook 01) and, at test time, is fine-tuned
+    by plain SGD like the others (Finn et al. 2017's "pretrained" baseline).
+    """
+
+    name = "pretrain"
+
+    def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=0, multi_step_loss=False):
+        super().__init__(model, loss, inner_lr, inner_steps, multi_step_loss)
+
+    def meta_loss(self, batch: TaskBatch) -> torch.Tensor:
+        x = torch.cat([batch.x_support, batch.x_query], 1)
+        y = torch.cat([batch.y_support, batch.y_query], 1)
+        return self.loss(self.model.forward_tasks(self.start(x.shape[0]), x), y).mean()

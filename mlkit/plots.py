@@ -16,6 +16,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from .tasks import SinusoidFamily
+
 # the same colour for the same method in every notebook
 COLORS = {"MAML": "C0", "pretrained": "C1", "random init": "C7", "FOMAML": "C2", "Reptile": "C3",
           "ANIL": "C4", "Meta-SGD": "C5", "first order": "C2", "second order": "C0",
@@ -75,8 +77,8 @@ def plot_loss_curve(losses, smooth=50, ax=None, label=None, title="Meta-training
 
 # ---- evaluation -------------------------------------------------------------
 def _curve_with_ci(result, metric):
-    """(metric name, mean (S+1,), ci95 (S+1,)) from a meta_test result, an
-    adaptation_curves result or a (tasks, S+1) tensor."""
+    """(metric name, mean (S+1,), ci95 (S+1,)) from a meta_test result, a fine_tune
+    result or a (tasks, S+1) tensor."""
     if torch.is_tensor(result) or isinstance(result, np.ndarray):
         per_task = torch.as_tensor(result, dtype=torch.float64)
         metric = metric or "loss"
@@ -86,7 +88,7 @@ def _curve_with_ci(result, metric):
         steps = sorted(table, key=int)
         return (metric, np.array([table[s]["mean"] for s in steps]),
                 np.array([table[s]["ci95"] for s in steps]))
-    else:  # adaptation_curves: {"loss": (T, S+1), ["accuracy": (T, S+1)]}
+    else:  # fine_tune: {"loss": (T, S+1), ...}
         metric = metric or ("accuracy" if "accuracy" in result else "loss")
         per_task = result[metric].double()
     n = per_task.shape[0]
@@ -100,7 +102,7 @@ def plot_adaptation_curves(results_by_name, ax=None, metric=None, title=None, lo
 
     results_by_name: label -> one of
       * a ``mlkit.meta_test`` result (mean and ci95 per step are read from it),
-      * an ``mlkit.adaptation_curves`` result ({"loss": (tasks, S+1), ...}),
+      * an ``mlkit.fine_tune`` result ({"loss": (tasks, S+1), ...}),
       * a (tasks, S+1) tensor of per-task values;
     the CI is 1.96 * std / sqrt(tasks) for the last two.
     metric: "mse", "loss" or "accuracy"; default: accuracy when present, else the error.
@@ -133,8 +135,6 @@ def plot_tasks(batch, max_tasks=20, x_range=(-5.0, 5.0), ax=None, mean_curve=Non
     """The true curve of up to ``max_tasks`` sinusoid tasks of ``batch`` (a TaskBatch
     whose ``info`` holds amplitude and phase (T,)). ``mean_curve``: optional callable
     x (N,) -> y (N,) drawn thick in black (e.g. the average task). One line per task."""
-    from .tasks import SinusoidFamily
-
     fig, ax = _axes(ax)
     n = min(int(max_tasks), batch.tasks)
     x = torch.linspace(*x_range, 200)
@@ -154,8 +154,6 @@ def plot_tasks(batch, max_tasks=20, x_range=(-5.0, 5.0), ax=None, mean_curve=Non
 def plot_support_query(batch, task=0, x_range=(-5.0, 5.0), ax=None, title=None):
     """One sinusoid task: its true curve (line), support points (filled) and query points
     (open circles). batch: TaskBatch with x_support (T, K, 1) and info amplitude, phase (T,)."""
-    from .tasks import SinusoidFamily
-
     fig, ax = _axes(ax)
     x = torch.linspace(*x_range, 200).view(1, -1, 1)
     a, p = batch.info["amplitude"][task:task + 1], batch.info["phase"][task:task + 1]
@@ -234,7 +232,9 @@ def plot_loss_contour_paths(loss_fn, xlim, ylim, paths=None, points=None, ax=Non
         several paths in one colour, labelled once).
     points: label -> (2,) point drawn as a star (e.g. a meta-initialisation); a point
         with the same label as a path takes the path's colour and legend entry.
-    log: contour levels spaced in log scale (losses spanning decades).
+    levels: a number of contour levels, or the levels themselves (the same levels give
+        two panels the same colour scale).
+    log: a number of levels is spaced in log scale (losses spanning decades).
     One line per path; one star per point.
     """
     fig, ax = _axes(ax, figsize=(5.5, 4.5))
@@ -244,7 +244,7 @@ def plot_loss_contour_paths(loss_fn, xlim, ylim, paths=None, points=None, ax=Non
     with torch.no_grad():
         z = loss_fn(torch.stack([grid_x.flatten(), grid_y.flatten()], 1)).reshape(grid_x.shape)
     z = z.double().cpu().numpy()
-    if log:
+    if log and np.isscalar(levels):
         low, high = max(z.min(), 1e-6), z.max()
         levels = np.geomspace(low, high, levels) if high > low else levels
     cs = ax.contourf(grid_x.numpy(), grid_y.numpy(), z, levels=levels, cmap="Greys_r", alpha=0.55)
@@ -271,3 +271,116 @@ def plot_loss_contour_paths(loss_fn, xlim, ylim, paths=None, points=None, ax=Non
     if paths or points:
         ax.legend(loc="upper right", fontsize="small")
     return fig
+
+
+# ---- few-shot images ------------------------------------------------------------
+GOOD, BAD = "#1a9850", "#d73027"  # right and wrong predictions
+
+
+def mosaic(images, cols: int, pad: int = 2) -> np.ndarray:
+    """Paste images (N, H, W) into a grid with ``cols`` columns, ``pad`` pixels apart
+    -> (rows*(H+pad) - pad, cols*(W+pad) - pad)."""
+    images = np.asarray(images, dtype=np.float32)
+    n, h, w = images.shape
+    rows = max(1, -(-n // cols))
+    out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), 0.35, np.float32)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = im
+    return out
+
+
+def _as_float(images) -> np.ndarray:
+    images = images.detach().cpu() if torch.is_tensor(images) else torch.as_tensor(images)
+    images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    return images.reshape(-1, *images.shape[-2:]).numpy()
+
+
+def plot_gallery(dataset, alphabets=None, per_alphabet: int = 8, seed: int = 0):
+    """One row per alphabet: the first drawing of ``per_alphabet`` random characters of it."""
+    names = alphabets or dataset.alphabet_names[:8]
+    g = torch.Generator().manual_seed(seed)
+    rows, labels = [], []
+    for name in names:
+        idx = [i for i, a in enumerate(dataset.alphabets) if a == name]
+        if not idx:
+            raise ValueError(f"alphabet {name!r} is not in this dataset; it has "
+                             f"{dataset.alphabet_names}")
+        pick = torch.randperm(len(idx), generator=g)[:per_alphabet]
+        ims = _as_float(dataset.images[[idx[i] for i in pick], 0])
+        ims = np.concatenate([ims, np.zeros((per_alphabet - len(ims), *ims.shape[1:]))])
+        rows.append(ims)
+        labels.append(f"{name} ({len(idx)})")
+    h = dataset.images.shape[-2] + 2
+    fig = Figure(figsize=(0.6 * per_alphabet + 2.5, 0.6 * len(names)), layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(mosaic(np.concatenate(rows), per_alphabet), cmap="gray", vmin=0, vmax=1)
+    ax.set_yticks([h * i + h / 2 - 1 for i in range(len(names))], labels)
+    ax.set_xticks([])
+    ax.set_title("one drawing of random characters per alphabet (characters in the alphabet)",
+                 fontsize=9)
+    return fig
+
+
+def plot_episode(batch, task: int = 0, ways: int | None = None, title: str = ""):
+    """An episode as images: the support set (a column per label, a row per shot) on the
+    left, the query set on the right, each image titled with its label."""
+    ways = int(batch.y_support[task].max()) + 1 if ways is None else ways
+    shots = batch.y_support.shape[1] // ways
+    queries = batch.y_query.shape[1] // ways
+    side = batch.x_support.shape[-1] + 2
+    # (ways*shots) ordered label by label -> grid with a column per label
+    sup = _as_float(batch.x_support[task]).reshape(ways, shots, side - 2, side - 2)
+    sup = sup.transpose(1, 0, 2, 3).reshape(-1, side - 2, side - 2)
+    qry = _as_float(batch.x_query[task]).reshape(ways, queries, side - 2, side - 2)
+    qry = qry.transpose(1, 0, 2, 3).reshape(-1, side - 2, side - 2)
+    fig = Figure(figsize=(0.55 * ways * 2 + 1, 0.6 * max(shots, queries) + 1))
+    a1, a2 = fig.subplots(1, 2, gridspec_kw={"wspace": 0.08})
+    for ax, ims, rows, name in ((a1, sup, shots, "support"), (a2, qry, queries, "query")):
+        ax.imshow(mosaic(ims, ways), cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([side * c + side / 2 - 1 for c in range(ways)], range(ways))
+        ax.set_yticks([])
+        ax.set_title(f"{name}: {rows} per label" + (f" ({title})" if title else ""), fontsize=9)
+        ax.set_anchor("N")
+        ax.set_xlabel("label")
+    return fig
+
+
+def draw_predictions(ax, images, truth, guesses: dict, support=None, cols: int = 10):
+    """Query images in a grid, each with its true label at the top left and every model's
+    predicted label below (green right, red wrong). guesses: model name -> (N,) labels or
+    None. support (ways, H, W): one image per label, drawn first, in rows of its own."""
+    ax.clear()
+    images = _as_float(images)
+    side = images.shape[-1] + 2
+    first = 0
+    if support is not None:
+        support = _as_float(support)
+        first = -(-len(support) // cols) * cols
+        blank = np.full((first - len(support), *images.shape[1:]), 0.35, np.float32)
+        images = np.concatenate([support, blank, images])
+    rows = -(-len(images) // cols)
+    ax.imshow(mosaic(images, cols, pad=2), cmap="gray", vmin=0, vmax=1,
+              extent=(-0.5, cols * side - 2.5, rows * side - 2.5, -0.5))
+    for i in range(first if support is not None else 0):
+        if i < len(support):
+            r, c = divmod(i, cols)
+            ax.text(c * side + 1, r * side + 1, f"label {i}", color="black", fontsize=7,
+                    va="top", ha="left", bbox={"boxstyle": "square,pad=0.1", "fc": "#fee08b",
+                                               "lw": 0})
+    if support is not None:
+        ax.axhline(first // cols * side - 1.5, color="#fee08b", lw=2)
+    for i, y in enumerate(truth.tolist()):
+        r, c = divmod(first + i, cols)
+        x0, y0 = c * side, r * side
+        ax.text(x0 + 1, y0 + 1, f"{y}", color="white", fontsize=7, va="top", ha="left")
+        for j, (name, g) in enumerate(guesses.items()):
+            if g is None:
+                continue
+            ok = int(g[i]) == y
+            ax.text(x0 + (side - 3) * j, y0 + side - 3, f"{name[0]}{int(g[i])}", fontsize=7,
+                    ha="left" if j == 0 else "right", va="bottom", color="white",
+                    bbox={"boxstyle": "square,pad=0.1", "fc": GOOD if ok else BAD, "lw": 0})
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlim(-0.5, cols * side - 2.5)

@@ -8,40 +8,34 @@ support images, and a query image gets the class whose prototype is nearest
 (squared Euclidean distance). The logits are the negative distances, so training
 is plain cross-entropy on the query set, one episode after another.
 
-Like the MAML family it works on a TaskBatch of many tasks at once and has an
-``outer_step``, so ``meta_train``, checkpoints and the command line treat it the
-same way; its "inner loop" has zero steps.
+It answers the same learner interface as the MAML family (``mlkit.learner``), so
+``meta_train``, ``fine_tune``, ``meta_test``, checkpoints and the command line treat it
+the same way; it adapts no weights, so fine-tuning takes no steps.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.func import vmap
 
-from .maml import step_if_finite
+from .learner import Learner
 from .tasks import TaskBatch, cross_entropy_per_task
 
 
-class ProtoNet(nn.Module):
+class ProtoNet(Learner):
     """Prototypical Networks. model: an embedding network, e.g. ``Conv4(ways=None)``."""
 
     name = "protonet"
-    loss_name = "cross_entropy"
-    inner_lr = 0.0
-    inner_steps = 0
-    multi_step_loss = False
 
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
+    def __init__(self, model: nn.Module, loss: str = "cross_entropy"):
+        if loss != "cross_entropy":
+            raise ValueError(f"loss must be 'cross_entropy' for protonet (it classifies), "
+                             f"got {loss!r}")
+        super().__init__(model, loss)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Images x (T, N, C, H, W) -> embeddings (T, N, D).
-
-        vmap runs the network on every task at once, and batch norm takes its statistics
-        within each task, so a task's result does not depend on the others in the batch.
-        """
-        return vmap(self.model)(x)
+        """Images x (T, N, C, H, W) -> embeddings (T, N, D); batch norm takes its statistics
+        within each task, so a task's result does not depend on the others in the batch."""
+        return self.model.embed_tasks(x)
 
     @staticmethod
     def prototypes(z_support: torch.Tensor, y_support: torch.Tensor, ways: int) -> torch.Tensor:
@@ -50,29 +44,27 @@ class ProtoNet(nn.Module):
         sums = onehot.transpose(1, 2) @ z_support                            # (T, ways, D)
         return sums / onehot.sum(1).unsqueeze(-1)                            # / count per class
 
-    def logits(self, batch: TaskBatch, ways: int | None = None) -> torch.Tensor:
-        """Query logits (T, Q, ways): minus the squared distance to each class prototype."""
-        ways = int(batch.y_support.max()) + 1 if ways is None else ways
-        # 1. embed each task's support and query images together (as Snell et al.'s code does)
+    def logits(self, batch: TaskBatch, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (T, N, ways) of inputs x (default: the query images): minus the squared
+        distance to each class prototype of the task's support set."""
+        ways = int(batch.y_support.max()) + 1
+        x = batch.x_query if x is None else x
+        # 1. embed each task's support images and x together (as Snell et al.'s code does)
         support = batch.x_support.shape[1]
-        z = self.embed(torch.cat([batch.x_support, batch.x_query], 1))
-        z_support, z_query = z[:, :support], z[:, support:]
+        z = self.embed(torch.cat([batch.x_support, x], 1))
+        z_support, z_x = z[:, :support], z[:, support:]
         # 2. one prototype per class: the mean of its support embeddings
         protos = self.prototypes(z_support, batch.y_support, ways)
-        # 3. score each query by how close it is to each prototype
-        return -torch.cdist(z_query, protos).pow(2)
+        # 3. score each input by how close it is to each prototype
+        return -torch.cdist(z_x, protos).pow(2)
+
+    def predict(self, params: dict, batch: TaskBatch, x: torch.Tensor) -> torch.Tensor:
+        """No per-task weights: the logits of x against the support set's prototypes."""
+        return self.logits(batch, x)
+
+    def inner_update(self, inner_lr=None) -> str:
+        return "none (nearest class prototype)"
 
     def meta_loss(self, batch: TaskBatch) -> torch.Tensor:
         """Mean over tasks of the query cross-entropy."""
         return cross_entropy_per_task(self.logits(batch), batch.y_query).mean()
-
-    def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer) -> torch.Tensor:
-        """One training step on a batch of episodes; returns the (detached) loss before it.
-
-        The step is skipped when the loss is not finite (``meta_train`` stops there).
-        """
-        return step_if_finite(self.meta_loss(batch), optimizer)
-
-    def config(self) -> dict:
-        return {"algo": self.name, "loss": self.loss_name, "inner_lr": 0.0, "inner_steps": 0,
-                "multi_step_loss": False}

@@ -5,24 +5,25 @@ The model has only two weights, theta = (a, p), and predicts
 
     y_hat = a * sin(x - p)
 
-so every task has an exact answer theta_i = (A_i, phase_i), and every starting
-point theta can be drawn as a dot on a plane. The inner loop, the meta-loss and
-the meta-gradient below are the same as in ``mlkit.maml`` (Finn et al. 2017),
-written for this model:
+so every task has an exact answer theta_i = (A_i, phase_i), and every starting point
+theta is a dot on a plane. The inner loop and the meta-loss are those of ``mlkit.maml``
+(Finn et al. 2017), for this model:
 
     inner step:  theta_i = theta - alpha * grad L_support_i(theta)
     meta-loss:   mean_i L_query_i(theta_i)
 
-Second order differentiates through the inner gradient; first order treats it
-as a constant (Finn et al. 2017, section 5.2). Shapes: theta (T, 2) holds one
-(a, p) pair per task, x and y are (T, N, 1) as in a ``TaskBatch``.
+With two weights the gradient of the squared error is short enough to write out
+(``gradient``; the tests check it against autograd), so a whole plane of starting
+points adapts in a few tensor operations. Second order differentiates through it; first
+order treats it as a constant (Finn et al. 2017, section 5.2). Shapes: theta (T, 2) holds
+one (a, p) pair per task; x and y are (T, N, 1) as in a ``TaskBatch``.
 """
 from __future__ import annotations
 
 import torch
 
 from .checks import check_float, check_int
-from .tasks import SinusoidFamily, TaskBatch
+from .tasks import TaskBatch
 
 
 def _check(lr, steps):
@@ -41,25 +42,30 @@ def task_loss(theta, x, y):
     return ((predict(theta, x) - y) ** 2).mean((1, 2))
 
 
-def inner_step(theta, x, y, lr, create_graph=False):
-    """One SGD step of every task on its own data: theta (T, 2) -> (T, 2).
-
-    With ``create_graph`` the step stays differentiable (second order)."""
-    with torch.enable_grad():
-        if not theta.requires_grad:
-            theta = theta.requires_grad_()
-        grad, = torch.autograd.grad(task_loss(theta, x, y).sum(), theta, create_graph=create_graph)
-    return theta - lr * grad
+def gradient(theta, x, y):
+    """d task_loss / d theta for each task, written out: (T, 2). With r = a sin(x-p) - y:
+    dL/da = mean(2 r sin(x - p)),  dL/dp = mean(-2 r a cos(x - p))."""
+    a, p = theta[:, 0].view(-1, 1, 1), theta[:, 1].view(-1, 1, 1)
+    s, c = torch.sin(x - p), torch.cos(x - p)
+    r = a * s - y
+    return torch.stack([(2 * r * s).mean((1, 2)), (-2 * r * a * c).mean((1, 2))], 1)
 
 
-def adapt(init, x, y, lr, steps, create_graph=False):
+def sgd_step(theta, x, y, lr, create_graph=False):
+    """One SGD step of every task on its own data: theta (T, 2) -> (T, 2). Without
+    ``create_graph`` the gradient is a constant for autograd (first order)."""
+    g = gradient(theta, x, y)
+    return theta - lr * (g if create_graph else g.detach())
+
+
+def adaptation_path(init, x, y, lr, steps, create_graph=False):
     """The adaptation path of every task from ``init`` (2,) or (T, 2):
     ``steps`` SGD steps on (x, y) (T, K, 1) -> points (T, steps + 1, 2)."""
     _check(lr, steps)
     theta = init.expand(x.shape[0], 2) if init.dim() == 1 else init
     path = [theta]
     for _ in range(steps):
-        theta = inner_step(theta, x, y, lr, create_graph)
+        theta = sgd_step(theta, x, y, lr, create_graph)
         path.append(theta)
     path = torch.stack(path, 1)
     return path if create_graph else path.detach()
@@ -68,14 +74,12 @@ def adapt(init, x, y, lr, steps, create_graph=False):
 def meta_loss(init, batch: TaskBatch, lr, steps=1, first_order=False):
     """Mean query loss after ``steps`` inner steps from ``init`` (2,); a differentiable scalar.
 
-    first_order: the inner gradients are constants (FOMAML); the loss value is the
-    same, only its gradient with respect to ``init`` changes."""
+    first_order: the inner gradients are constants (FOMAML); the loss value is the same,
+    only its gradient with respect to ``init`` changes."""
     _check(lr, steps)
     theta = init.expand(batch.tasks, 2)
     for _ in range(steps):
-        grad, = torch.autograd.grad(task_loss(theta, batch.x_support, batch.y_support).sum(),
-                                    theta, create_graph=not first_order)
-        theta = theta - lr * grad
+        theta = sgd_step(theta, batch.x_support, batch.y_support, lr, not first_order)
     return task_loss(theta, batch.x_query, batch.y_query).mean()
 
 
@@ -89,38 +93,56 @@ def meta_gradient(init, batch: TaskBatch, lr, steps=1, first_order=False):
 def post_adaptation_losses(init, batch: TaskBatch, lr, steps):
     """Each task's query loss after ``steps`` inner steps from ``init``: (2,) shared by
     all tasks, or (T, 2) one start per task -> (T,)."""
-    theta = adapt(init, batch.x_support, batch.y_support, lr, steps)[:, -1]
-    with torch.no_grad():
-        return task_loss(theta, batch.x_query, batch.y_query)
+    theta = adaptation_path(init, batch.x_support, batch.y_support, lr, steps)[:, -1]
+    return task_loss(theta, batch.x_query, batch.y_query)
 
 
-def landscape(batch: TaskBatch, lr=0.0, steps=0, chunk=500):
-    """The meta-loss as a function of the starting point, for contour plots.
+def objective(points, batch: TaskBatch, lr, steps=1, first_order=False, gradient=True):
+    """The meta-loss from many starting points at once, for landscapes and gradient fields.
 
-    Returns f: points (G, 2) -> (G,), the mean over the tasks of ``batch`` of the
-    query loss after ``steps`` inner steps from each point. steps=0 gives the plain
-    average loss (what plain training minimises); steps >= 1 the MAML objective.
+    points (G, 2) -> (values (G,), meta-gradients (G, 2) or None): the mean over the tasks
+    of ``batch`` of the query loss after ``steps`` inner steps from each point, and its
+    gradient with respect to the point (first order: the first-order approximation).
+    steps=0 gives the plain average loss (what plain training minimises).
     """
     _check(lr, steps)
-
-    def f(points):
-        out = []
-        for part in points.split(chunk):
-            g, t = part.shape[0], batch.tasks
-            repeat = lambda z: z.unsqueeze(0).expand(g, *z.shape).flatten(0, 1)  # (G*T, ...)
-            sub = TaskBatch(repeat(batch.x_support), repeat(batch.y_support),
-                            repeat(batch.x_query), repeat(batch.y_query), {})
-            start = part.to(batch.x_query.dtype).repeat_interleave(t, 0)  # (G*T, 2)
-            losses = post_adaptation_losses(start, sub, lr, steps)
-            out.append(losses.view(g, t).mean(1))
-        return torch.cat(out)
-
-    return f
+    g, t = points.shape[0], batch.tasks
+    repeat = lambda z: z.unsqueeze(0).expand(g, *z.shape).flatten(0, 1)  # (G*T, ...)
+    with torch.enable_grad():
+        start = points.detach().to(batch.x_query.dtype).requires_grad_(gradient)
+        theta = start.repeat_interleave(t, 0)                                   # (G*T, 2)
+        for _ in range(steps):
+            theta = sgd_step(theta, repeat(batch.x_support), repeat(batch.y_support), lr,
+                             create_graph=not first_order)
+        loss = task_loss(theta, repeat(batch.x_query), repeat(batch.y_query)).view(g, t).mean(1)
+        grads = torch.autograd.grad(loss.sum(), start)[0] if gradient else None
+    return loss.detach(), grads
 
 
-def meta_train(init, family: SinusoidFamily, iterations, lr, steps=1, first_order=False,
-               meta_batch=25, shots=10, queries=10, outer_lr=0.02, seed=0):
-    """Meta-train the two weights from ``init`` (2,) with Adam on fresh task batches.
+def landscape(batch: TaskBatch, lr=0.0, steps=0):
+    """f: points (G, 2) -> (G,), the meta-loss from each point (``objective``), for contour
+    plots: steps=0 the average loss, steps >= 1 the MAML objective."""
+    return lambda points: objective(points, batch, lr, steps, gradient=False)[0]
+
+
+def overshoot_fraction(theta, batch: TaskBatch, lr) -> float:
+    """The share of tasks whose inner step from ``theta`` (2,) overshoots along some
+    direction: the Jacobian I - lr H_i of the step has a negative eigenvalue (H_i: the
+    Hessian of task i's support loss). There the first-order gradient points the wrong way."""
+    with torch.enable_grad():
+        point = theta.detach().to(batch.x_support.dtype).expand(batch.tasks, 2).requires_grad_()
+        g = gradient(point, batch.x_support, batch.y_support)                   # (T, 2)
+        rows = [torch.autograd.grad(g[:, i].sum(), point, retain_graph=True)[0] for i in (0, 1)]
+    hessians = torch.stack(rows, 1)                                              # (T, 2, 2)
+    eye = torch.eye(2, dtype=hessians.dtype)
+    return (torch.linalg.eigvalsh(eye - lr * hessians).min(1).values < 0).double().mean().item()
+
+
+def train_start(init, tasks, iterations, lr, steps=1, first_order=False, meta_batch=25,
+                shots=10, queries=10, outer_lr=0.02, seed=0):
+    """Meta-train the two weights from ``init`` (2,) with Adam: on fresh task batches when
+    ``tasks`` is a family (``meta_batch`` tasks of ``shots`` + ``queries`` points, seeded),
+    or on the same TaskBatch every iteration.
 
     Returns (final init (2,), trajectory (iterations + 1, 2), losses (iterations,)),
     the trajectory being where the meta-initialisation went during training.
@@ -133,13 +155,14 @@ def meta_train(init, family: SinusoidFamily, iterations, lr, steps=1, first_orde
     generator = torch.Generator().manual_seed(seed)
     trajectory, losses = [theta.detach().clone()], []
     for _ in range(iterations):
-        batch = family.sample(meta_batch, shots, queries, generator=generator)
+        batch = tasks if isinstance(tasks, TaskBatch) else \
+            tasks.sample(meta_batch, shots, queries, generator=generator)
         batch = TaskBatch(*(t.to(theta.dtype) for t in (batch.x_support, batch.y_support,
-                                                         batch.x_query, batch.y_query)), batch.info)
+                                                         batch.x_query, batch.y_query)), {})
         loss = meta_loss(theta, batch, lr, steps, first_order)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
         trajectory.append(theta.detach().clone())
-    return theta.detach(), torch.stack(trajectory), torch.tensor(losses)
+    return theta.detach(), torch.stack(trajectory), torch.tensor(losses, dtype=theta.dtype)

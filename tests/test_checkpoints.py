@@ -3,7 +3,7 @@ import torch
 
 from mlkit.checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from mlkit.models import MLP
-from mlkit.train import make_learner
+from mlkit.algorithms import make_learner
 
 
 @pytest.mark.parametrize("algo", ["maml", "fomaml", "reptile", "anil", "metasgd", "pretrain"])

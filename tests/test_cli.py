@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from mlkit.cli import main
+from mlkit.tools.cli import main
 
 
 def mlkit(*args, timeout=120):
@@ -46,6 +46,12 @@ def test_evaluate_table(trained):
     (["evaluate", "CHECKPOINT", "--ways", "5"], "--ways"),
     (["evaluate", "CHECKPOINT", "--task", "glyphs"], "--task"),
     (["bench", "--rounds", "0"], "--rounds"),
+    (["bench", "--only", "nope"], "--only"),
+    (["train", "--ways", "5", "--out", "x.pt"], "--ways"),
+    (["train", "--task", "glyphs", "--algo", "protonet", "--inner-lr", "0.1", "--out", "x.pt"],
+     "--inner-lr"),
+    (["train", "--algo", "protonet", "--out", "x.pt"], "protonet"),
+    (["train", "--resume", "does-not-exist.pt"], "does-not-exist.pt"),
     (["fly"], "fly"),
     ([], "command"),
 ])
@@ -63,8 +69,12 @@ def test_bad_argument_in_a_real_process_has_no_traceback():
 
 
 def test_bench_json():
-    r = mlkit("bench", "--rounds", "1", "--iterations", "2", "--json")
+    r = mlkit("bench", "--rounds", "1", "--iterations", "2", "--only", "sinusoid", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
+    assert out["protocol"]["rounds"] == 1 and "images" not in out
+    assert out["sinusoid"]["iterations_per_round"] == 2
     for algo in ("maml", "fomaml"):
-        assert out["results"][algo]["ratio"] > 0
+        result = out["sinusoid"]["results"][algo]
+        assert result["kit_ms"] > 0 and result["loop_ms"] > 0
+        assert result["ratio"] == pytest.approx(result["loop_ms"] / result["kit_ms"])

@@ -1,18 +1,30 @@
 """`python -m mlkit doctor`: OK in this environment, and names each problem with its fix."""
-import io
 import shutil
 import sys
 
 import pytest
 
-from mlkit import cli, doctor
-from mlkit.doctor import DATA_DIR, run_doctor
+from mlkit.tools import cli, doctor
+from mlkit.tools.doctor import DATA_DIR, Check, run_doctor
 
 
-def report(**kwargs):
-    out = io.StringIO()
-    code = run_doctor(out=out, **kwargs)
-    return code, out.getvalue().splitlines()
+def report(capsys, monkeypatch, data_dir):
+    """run_doctor() with ``data_dir`` as the kit's data folder and without the kernel check
+    (which starts a Python): (exit code, lines printed). The module is restored afterwards."""
+    with monkeypatch.context() as m:
+        m.setattr(doctor, "DATA_DIR", data_dir)
+        m.setattr(doctor, "check_kernel", lambda: Check(True, "kernel not checked here"))
+        capsys.readouterr()
+        code = run_doctor()
+        return code, capsys.readouterr().out.splitlines()
+
+
+def problems(lines):
+    return [line for line in lines if line.startswith("PROBLEM")]
+
+
+def summary(count):
+    return f"{count} problem(s) found." if count else "Everything looks fine."
 
 
 @pytest.fixture
@@ -33,22 +45,29 @@ def test_cli_doctor_healthy_environment(capsys):
     for needle in ("Python", "torch", "ipywidgets", "jupyterlab_widgets", "jupyterlab",
                    "jupyterlab-manager", "sinusoid_maml.pt", "glyphs_28.npz", "kernel imports mlkit"):
         assert needle in text, needle
+    for name in doctor.SHIPPED:  # every shipped checkpoint is checked, once
+        assert sum(f"checkpoint {name}.pt:" in line for line in checks) == 1, (name, text)
     assert "this same Python" in text  # the tests run in the venv whose kernel the notebooks use
     assert lines[-1] == "Everything looks fine."
 
 
 @pytest.mark.parametrize("ipywidgets, lab_widgets", [("8.1.9", "1.1.7"), ("7.8.5", "3.0.17")])
-def test_widget_version_mismatch_is_a_problem_with_the_fix(monkeypatch, ipywidgets, lab_widgets):
+def test_widget_version_mismatch_is_a_problem_with_the_fix(monkeypatch, capsys, data_copy,
+                                                           ipywidgets, lab_widgets):
+    # what the doctor says with the installed versions (test_cli_doctor_healthy_environment
+    # checks that this is nothing); the mismatch must add exactly one problem to it
+    code, before = report(capsys, monkeypatch, data_copy)
     real = doctor.installed_version
     fake = {"ipywidgets": ipywidgets, "jupyterlab_widgets": lab_widgets}
     monkeypatch.setattr(doctor, "installed_version", lambda name: fake.get(name) or real(name))
-    code, lines = report(kernel=False)
+    code, lines = report(capsys, monkeypatch, data_copy)
     assert code == 1
     [line] = [l for l in lines if "ipywidgets" in l]
     assert line.startswith("PROBLEM")
     assert f"ipywidgets {ipywidgets} with jupyterlab_widgets {lab_widgets}" in line
     assert "model not found" in line and "fix: pip install -r requirements.txt" in line
-    assert lines[-1] == "1 problem(s) found."
+    assert problems(lines) == [line] + [l for l in problems(before) if "ipywidgets" not in l]
+    assert lines[-1] == summary(len(problems(before)) + 1)
 
 
 def test_missing_packages_and_old_jupyterlab(monkeypatch):
@@ -65,25 +84,43 @@ def test_missing_lab_extension(tmp_path):
     assert "fix: pip install -r requirements.txt" in line
 
 
-def test_damaged_and_missing_data_files_are_named_with_their_rebuild_command(data_copy):
+def test_damaged_and_missing_data_files_are_named_with_their_rebuild_command(
+        data_copy, capsys, monkeypatch):
+    def check_lines():  # each data check on the copy (the fixes name the copy's files)
+        return [c.line() for c in [*doctor.check_checkpoints(data_copy),
+                                   doctor.check_glyphs(data_copy)]]
+
+    # problems of the shipped data itself (none when healthy, see the test above) stay as
+    # they are; the damage below must add exactly three
+    before_checks = problems(check_lines())
+    before_code, before_report = report(capsys, monkeypatch, data_copy)
     ck = data_copy / "checkpoints"
     good = ck / "sinusoid_maml.pt"
     good.write_bytes(good.read_bytes()[:300])            # truncated
     (ck / "sinusoid_anil.pt").unlink()                    # missing
     (data_copy / "glyphs_28.npz").write_bytes(b"not a zip file")
-    code, lines = report(data_dir=data_copy, kernel=False)
-    assert code == 1
-    problems = [l for l in lines if l.startswith("PROBLEM")]
-    assert len(problems) == 3, lines
-    damaged, = [l for l in problems if "sinusoid_maml.pt" in l]
+    lines = check_lines()
+    assert all(l in lines for l in before_checks)
+    new = [l for l in problems(lines) if l not in before_checks]
+    assert len(new) == 3, lines
+    damaged, = [l for l in new if "sinusoid_maml.pt" in l]
     assert "damaged" in damaged and f"--algo maml --out {good}" in damaged
-    missing, = [l for l in problems if "sinusoid_anil.pt" in l]
+    missing, = [l for l in new if "sinusoid_anil.pt" in l]
     assert "missing" in missing and "fix: python -m mlkit train --task sinusoid --algo anil" in missing
-    glyphs, = [l for l in problems if "glyphs_28.npz" in l]
+    glyphs, = [l for l in new if "glyphs_28.npz" in l]
     assert "damaged" in glyphs and "fix: python -m mlkit make-glyphs --out" in glyphs
     oks = [l for l in lines if l.startswith("OK") and "checkpoint" in l]
-    intact = len(list(ck.glob("*.pt"))) - 1  # all but the truncated one
+    intact = len(list(ck.glob("*.pt"))) - 1 - len(before_checks)  # all but the truncated one
     assert len(oks) == intact and all("rebuild: python -m mlkit train" in l for l in oks)
+    # the whole doctor, with the damaged copy as the kit's data folder: the same three
+    # problems more, exit code 1
+    code, after_report = report(capsys, monkeypatch, data_copy)
+    assert code == 1
+    new = [l for l in problems(after_report) if l not in problems(before_report)]
+    assert len(new) == 3, after_report
+    for name in ("sinusoid_maml.pt", "sinusoid_anil.pt", "glyphs_28.npz"):
+        assert sum(name in l for l in new) == 1, (name, after_report)
+    assert after_report[-1] == summary(len(problems(before_report)) + 3)
 
 
 def test_missing_glyph_file_and_missing_glyph_module(data_copy, monkeypatch):

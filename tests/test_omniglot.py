@@ -5,6 +5,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from mlkit.data import find_omniglot_folder, load_omniglot
+from mlkit.episodes import evaluation_family
 
 ALPHABETS, CHARACTERS, DRAWINGS = 2, 3, 4
 
@@ -93,3 +94,18 @@ def test_bad_arguments(tmp_path, kwargs, name):
     make_tree(tmp_path / "images_background")
     with pytest.raises(ValueError, match=name):
         load_omniglot(tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize("split", ["evaluation", "background_small1"])
+def test_evaluation_family_of_an_omniglot_folder(tmp_path, split):
+    make_tree(tmp_path / "omniglot-py" / f"images_{split}")
+    family = evaluation_family(3, tmp_path, split=split, image_size=20)
+    assert family.protocol() == {"task": "omniglot", "split": split, "ways": 3,
+                                 "rotations": False, "classes": ALPHABETS * CHARACTERS,
+                                 "alphabets": ALPHABETS, "image_size": [20, 20]}
+    e = family.sample(2, shots=1, queries=DRAWINGS - 1, generator=0)
+    assert e.x_support.shape == (2, 3, 1, 20, 20)
+    assert e.x_query.shape == (2, 3 * (DRAWINGS - 1), 1, 20, 20)
+    assert e.x_support.max() > 0.8  # ink, scaled to [0, 1]
+    with pytest.raises(FileNotFoundError, match="images_evaluation"):
+        evaluation_family(3, tmp_path / "nowhere")

@@ -5,7 +5,7 @@ from mlkit.checkpoints import load_checkpoint, save_checkpoint
 from mlkit.models import Conv4
 from mlkit.protonet import ProtoNet
 from mlkit.tasks import TaskBatch
-from mlkit.train import make_learner
+from mlkit.algorithms import make_learner
 
 
 def tiny_batch(tasks=3, ways=3, shots=2, queries=2, size=16, seed=0):
@@ -72,8 +72,8 @@ def test_outer_step_learns_and_skips_non_finite_loss():
 def test_fits_the_learner_interface_and_checkpoints(tmp_path):
     net = make_learner("protonet", Conv4(ways=None, hidden=8, image_size=16), "cross_entropy")
     assert isinstance(net, ProtoNet) and net.name == "protonet"
-    assert net.config() == {"algo": "protonet", "loss": "cross_entropy", "inner_lr": 0.0,
-                            "inner_steps": 0, "multi_step_loss": False}
+    assert net.config() == {"algo": "protonet", "loss": "cross_entropy"}
+    assert net.adapted_names() == [] and not hasattr(net, "inner_lr")
     path = save_checkpoint(tmp_path / "p.pt", net, {"task": "glyphs"})
     back, meta = load_checkpoint(path, task="glyphs")
     batch = tiny_batch()
@@ -88,3 +88,18 @@ def test_tasks_do_not_influence_each_other():
     one = TaskBatch(batch.x_support[:1], batch.y_support[:1], batch.x_query[:1],
                     batch.y_query[:1], {})
     assert torch.allclose(net.logits(batch)[:1], net.logits(one), atol=1e-5)
+
+
+def test_meta_gradient_matches_per_task_reference():
+    net = tiny_protonet(5)
+    batch = tiny_batch(seed=5)
+    batch = TaskBatch(batch.x_support.double(), batch.y_support, batch.x_query.double(),
+                      batch.y_query, {})
+    params = list(net.parameters())
+    ours = torch.autograd.grad(net.meta_loss(batch), params)
+    logits = reference_logits(net.model, batch, 3)
+    ref_loss = torch.stack([torch.nn.functional.cross_entropy(logits[t], batch.y_query[t])
+                            for t in range(batch.tasks)]).mean()
+    ref = torch.autograd.grad(ref_loss, params)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

@@ -22,16 +22,24 @@ spread evenly over its block.
 """
 from __future__ import annotations
 
+import io
 import math
+import os
 import unicodedata
+import zipfile
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
+
+from ..checks import check_float, check_int
+from ..data import DATA_DIR
+
+FORMAT_VERSION = 1
 
 FONT_DIR = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
 # style -> (font file, how often a sample uses it); "sans" is the reference every class must have
@@ -322,9 +330,13 @@ def canonical_image(points: np.ndarray, size: int = 32) -> np.ndarray:
 DUPLICATE_CORRELATION = {"glyph": 0.96, "block": 0.99}
 
 
-def shape_features(glyph: Glyph, blur: float = 1.0) -> np.ndarray:
+def shape_features(glyph: Glyph) -> np.ndarray:
     """Blurred canonical image of the sans strokes, centred, unit length -> (32 * 32,)."""
-    x = ndimage.gaussian_filter(canonical_image(glyph.strokes["sans"]), blur).ravel()
+    return _features(canonical_image(glyph.strokes["sans"]))
+
+
+def _features(image: np.ndarray, blur: float = 1.0) -> np.ndarray:
+    x = ndimage.gaussian_filter(image, blur).ravel()
     x = x - x.mean()
     return x / (np.linalg.norm(x) + 1e-8)
 
@@ -355,17 +367,50 @@ def screen_job(job: tuple[str, int]):
     return screen(*job)
 
 
+# An evaluation character is dropped when a quarter turn, a half turn or a mirror image of a
+# background character (any of the square's 8 symmetries, identity included) correlates this
+# much with it: the turned letters of IPA (a, h, k turned 180 degrees: 0.99) and a mirrored c
+# (0.99) all score above 0.93; meta-training sees every background class turned as well.
+LEAK_CORRELATION = 0.92
+SYMMETRIES = {"same": lambda a: a, "quarter turn": lambda a: np.rot90(a, 1),
+              "half turn": lambda a: np.rot90(a, 2), "three quarter turns": lambda a: np.rot90(a, 3),
+              "mirror": lambda a: a[:, ::-1], "mirror, quarter turn": lambda a: np.rot90(a[:, ::-1]),
+              "upside down": lambda a: a[::-1],
+              "mirror, three quarter turns": lambda a: np.rot90(a[:, ::-1], 3)}
+
+
+def symmetric_features(glyphs: list) -> np.ndarray:
+    """shape_features of every glyph under each of the 8 SYMMETRIES -> (8, n, 32 * 32)."""
+    images = [canonical_image(g.strokes["sans"]) for g in glyphs]
+    return np.stack([np.array([_features(turn(im).copy()) for im in images]).reshape(-1, 32 * 32)
+                     for turn in SYMMETRIES.values()])
+
+
+def leaks(candidates: list, background: np.ndarray) -> np.ndarray:
+    """For each candidate Glyph, its highest correlation with a background character under
+    any symmetry (background: symmetric_features of the background) -> (n,)."""
+    if not candidates or not background.shape[1]:
+        return np.zeros(len(candidates))
+    f = np.array([shape_features(g) for g in candidates])
+    return np.einsum("sbd,cd->scb", background, f).max(axis=(0, 2))
+
+
 def select_characters(alphabets=BACKGROUND_ALPHABETS + EVALUATION_ALPHABETS,
                       max_per_alphabet: int = MAX_CLASSES_PER_ALPHABET, screen_map=map):
     """The characters that become classes -> (list of (alphabet name, code point), drop counts).
 
     Alphabets are deduplicated in order, so an earlier alphabet keeps a character that a later
-    one repeats. `screen_map(screen_job, jobs)` screens the candidates (a pool's imap works)."""
+    one repeats; an evaluation alphabet also loses every character that a turned or mirrored
+    background character matches (LEAK_CORRELATION). `screen_map(screen_job, jobs)` screens
+    the candidates (a pool's imap works)."""
     jobs = [(a.name, cp) for a in alphabets for cp in a.codepoints()]
     screened = list(screen_map(screen_job, jobs))
-    chosen = []
+    held_out = {a.name for a in EVALUATION_ALPHABETS}
+    chosen, background = [], []
     kept = np.zeros((0, 32 * 32))  # features of every character kept so far
-    dropped = {"empty": 0, "tiny": 0, "blob": 0, "dense": 0, "duplicate": 0, "over cap": 0}
+    turned = None                  # symmetric_features of the background, once it is complete
+    dropped = {"empty": 0, "tiny": 0, "blob": 0, "dense": 0, "duplicate": 0,
+               "turned or mirrored background": 0, "over cap": 0}
     for alphabet in alphabets:
         candidates = []
         for (name, _), (glyph, reason) in zip(jobs, screened):
@@ -375,12 +420,20 @@ def select_characters(alphabets=BACKGROUND_ALPHABETS + EVALUATION_ALPHABETS,
                 dropped[reason] += 1
             else:
                 candidates.append(glyph)
+        if alphabet.name in held_out:
+            turned = symmetric_features(background) if turned is None else turned
+            fresh = [g for g, r in zip(candidates, leaks(candidates, turned))
+                     if r < LEAK_CORRELATION]
+            dropped["turned or mirrored background"] += len(candidates) - len(fresh)
+            candidates = fresh
         unique, features = deduplicate(candidates, kept, DUPLICATE_CORRELATION[alphabet.layout])
         keep = evenly_spaced(list(range(len(unique))), max_per_alphabet)
         dropped["duplicate"] += len(candidates) - len(unique)
         dropped["over cap"] += len(unique) - len(keep)
         kept = np.concatenate([kept, features[keep]])
         chosen += [(alphabet.name, unique[i].codepoint) for i in keep]
+        if alphabet.name not in held_out:
+            background += [unique[i] for i in keep]
     return chosen, dropped
 
 
@@ -457,3 +510,121 @@ def draw_character(alphabet: str, cp: int, size: int = 28, seed: int = 0,
 
     -> uint8 (samples, size, size), ink = 255."""
     return draw_samples(trace(alphabet, cp), size, seed, strength, samples)
+
+
+# ---------------------------------------------------------------------------------- the file
+def library_versions() -> str:
+    """The versions of the libraries that decide the pixels (stored in the file)."""
+    import PIL
+    import scipy
+    from PIL import features
+    return (f"numpy {np.__version__}, scipy {scipy.__version__}, pillow {PIL.__version__}, "
+            f"freetype {features.version('freetype2')}")
+
+
+def _codepoint(c) -> int:
+    if isinstance(c, str) and c.upper().startswith("U+"):
+        try:
+            return int(c[2:], 16)
+        except ValueError:
+            pass
+    elif isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+        return int(c)
+    raise ValueError(f"classes must hold code points (int) or class names like 'U+0041', got {c!r}")
+
+
+def _find_classes(classes, alphabets) -> list[tuple[str, int]]:
+    """(alphabet name, code point) of the given classes, in the order of a full run."""
+    classes = [classes] if isinstance(classes, (str, int)) else list(classes)
+    if not classes:
+        raise ValueError("classes must name at least one character, or be None for all")
+    wanted = {_codepoint(c) for c in classes}
+    home = {cp: a.name for a in alphabets for cp in a.codepoints() if cp in wanted}
+    missing = [f"U+{cp:04X}" for cp in sorted(wanted - home.keys())]
+    if missing:
+        raise ValueError(f"classes {missing} are in no glyph alphabet (see "
+                         "mlkit.BACKGROUND_ALPHABETS and EVALUATION_ALPHABETS)")
+    rank = {a.name: i for i, a in enumerate(alphabets)}
+    return sorted(((home[cp], cp) for cp in wanted), key=lambda job: (rank[job[0]], job[1]))
+
+
+def _draw(job, size, seed, strength):
+    alphabet, cp = job
+    return draw_character(alphabet, cp, size=size, seed=seed, strength=strength)
+
+
+def make_glyphs(out_path=None, size: int = 28, seed: int = 0, strength: float | None = None,
+                classes=None, workers: int | None = None, progress: bool = True) -> Path:
+    """Generate the glyph dataset and write it to `out_path` (default data/glyphs_<size>.npz).
+
+    size: image side in pixels; seed: the random seed of every drawing; strength: distortion
+    (default DEFAULT_STRENGTH, Omniglot-like); classes: None for the full selection, or
+    code points / class names ("U+0041") to draw just those, exactly as the full run draws them;
+    workers: processes (default: up to 2). The file is byte-for-byte the same on every run with
+    the same library versions (stored in the file). About a minute on 2 cores.
+    """
+    from tqdm.auto import tqdm
+
+    size = check_int("size", size, 8, 256)
+    seed = check_int("seed", seed, 0, 2**63 - 1)
+    strength = check_float("strength", DEFAULT_STRENGTH if strength is None else strength,
+                           0, 5)
+    workers = min(2, os.cpu_count() or 1) if workers is None else check_int("workers", workers, 1)
+    out_path = DATA_DIR / f"glyphs_{size}.npz" if out_path is None else Path(out_path)
+    alphabets = BACKGROUND_ALPHABETS + EVALUATION_ALPHABETS
+    chosen = None if classes is None else _find_classes(classes, alphabets)
+
+    pool, imap = None, map  # a small job is faster without starting processes
+    if workers > 1 and (chosen is None or len(chosen) >= 50):
+        import multiprocessing
+        pool = multiprocessing.get_context().Pool(workers)
+        imap = partial(pool.imap, chunksize=8)
+    try:
+        if chosen is None:
+            chosen, _ = select_characters(alphabets, screen_map=lambda f, jobs: tqdm(
+                imap(f, jobs), total=len(jobs), desc="screening characters",
+                disable=not progress))
+        drawings = tqdm(imap(partial(_draw, size=size, seed=seed, strength=strength), chosen),
+                        total=len(chosen), desc="drawing classes", disable=not progress)
+        images = np.stack(list(drawings))
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+
+    used = [a for a in alphabets if a.name in {name for name, _ in chosen}]
+    position = {a.name: i for i, a in enumerate(used)}
+    background = {a.name for a in BACKGROUND_ALPHABETS}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_npz(out_path, {
+        "images": images,                                   # (classes, 20, size, size) uint8
+        "codepoints": np.array([cp for _, cp in chosen], np.int32),
+        "alphabet_index": np.array([position[name] for name, _ in chosen], np.int16),
+        "alphabet_names": np.array([a.name for a in used], dtype="U"),
+        "alphabet_kinds": np.array([a.kind for a in used], dtype="U"),
+        "alphabet_splits": np.array(["background" if a.name in background else "evaluation"
+                                     for a in used], dtype="U"),
+        "seed": np.array(seed, np.int64),
+        "strength": np.array(strength, np.float64),
+        "format_version": np.array(FORMAT_VERSION, np.int64),
+        "library_versions": np.array(library_versions()),
+    })
+    return out_path
+
+
+def write_npz(path, arrays: dict[str, np.ndarray]) -> None:
+    """Like np.savez_compressed, but byte-for-byte reproducible: numpy stamps each member with
+    the current time, we use a fixed date (and fixed file attributes)."""
+    tmp = Path(f"{path}.partial")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3             # "unix", whatever the platform
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buffer.getvalue(), compresslevel=9)
+    os.replace(tmp, path)
+
+

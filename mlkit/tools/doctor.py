@@ -17,12 +17,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+from ..data import DATA_DIR
+
 NOTEBOOKS = DATA_DIR.parent / "notebooks"
 REINSTALL = "pip install -r requirements.txt"
 # ipywidgets major version -> the jupyterlab_widgets major version it talks to
 WIDGETS_PAIRS = {7: 1, 8: 3}
-SHIPPED = [f"sinusoid_{a}" for a in ("maml", "fomaml", "reptile", "anil", "metasgd", "pretrain")]
+SHIPPED = [f"sinusoid_{a}" for a in ("maml_paper", "maml", "fomaml", "reptile", "anil", "metasgd",
+                                     "pretrain")] + ["glyphs_protonet", "glyphs_maml_5way",
+                                                     "glyphs_maml_20way"]
 
 
 @dataclass
@@ -111,38 +114,40 @@ def check_labextension(dirs=None) -> Check:
                  "found where JupyterLab looks; widgets will show 'model not found'", REINSTALL)
 
 
-def _rebuild_command(path: Path, data_dir: Path) -> str:
-    """The command that remakes a shipped checkpoint, read from data/README.md if it says."""
+def rebuild_command(path: Path, data_dir: Path) -> str:
+    """The command that remakes a shipped checkpoint, as data/README.md lists it."""
     readme = data_dir / "README.md"
     if readme.is_file():
-        for line in readme.read_text().splitlines():
-            command = re.search(r"python -m mlkit train[^`|\n]*", line)
-            if command and path.name in command.group():
-                return command.group().strip()
-    task, _, algo = path.stem.partition("_")
-    out = f"data/checkpoints/{path.name}" if Path(data_dir) == DATA_DIR else path
-    return f"python -m mlkit train --task {task} --algo {algo} --out {out}"
+        for command in re.findall(r"python -m mlkit train[^`|\n]*", readme.read_text()):
+            if command.strip().endswith(f"/{path.name}"):
+                return command.strip()
+    return f"the command for {path.name} in data/README.md"
 
 
 def check_checkpoints(data_dir) -> list:
-    from .checkpoints import CheckpointError, load_checkpoint
+    from ..checkpoints import CheckpointError, load_checkpoint
     folder = Path(data_dir) / "checkpoints"
     paths = sorted(set(folder.glob("*.pt")) | {folder / f"{n}.pt" for n in SHIPPED})
     checks = []
     for path in paths:
+        fix = rebuild_command(path, Path(data_dir))
         if not path.is_file():
-            checks.append(Check(False, f"checkpoint {path} is missing",
-                                _rebuild_command(path, Path(data_dir))))
+            checks.append(Check(False, f"checkpoint {path} is missing", fix))
             continue
         try:
             _, meta = load_checkpoint(path)
         except Exception as e:  # a CheckpointError already names the file and what is wrong
             text = str(e).split("; rebuild")[0] if isinstance(e, CheckpointError) else \
                 f"checkpoint {path} cannot be loaded ({type(e).__name__}: {e})"
-            checks.append(Check(False, text, _rebuild_command(path, Path(data_dir))))
+            checks.append(Check(False, text, fix))
             continue
-        checks.append(Check(True, f"checkpoint {path.name}: {meta.get('algo')}, "
-                            f"{meta.get('iterations')} iterations (rebuild: {meta.get('command')})"))
+        done, target = meta.get("iterations"), meta.get("target_iterations", meta.get("iterations"))
+        if done is not None and target is not None and done < target:
+            checks.append(Check(False, f"checkpoint {path.name} stopped after {done} of {target} "
+                                f"iterations", f"python -m mlkit train --resume {path}"))
+            continue
+        checks.append(Check(True, f"checkpoint {path.name}: {meta.get('algo')}, {done} iterations "
+                            f"(rebuild: {meta.get('command')})"))
     return checks
 
 
@@ -150,7 +155,7 @@ def check_glyphs(data_dir) -> Check:
     path = Path(data_dir) / "glyphs_28.npz"
     rebuild = "python -m mlkit make-glyphs" + ("" if Path(data_dir) == DATA_DIR else f" --out {path}")
     try:
-        from .data import load_glyphs
+        from ..data import load_glyphs
     except ImportError as e:
         return Check(False, f"mlkit.data cannot be imported ({e}): the kit is incomplete",
                      f"reinstall mlkit: {REINSTALL}")
@@ -205,20 +210,13 @@ def check_kernel(python=None) -> Check:
                  + (", this same Python)" if same else f"; not this Python, {sys.executable})"))
 
 
-def run_doctor(data_dir=None, kernel=True, out=None) -> int:
-    """Run every check, print one line each to ``out`` (stdout); 0 if all are OK, else 1.
-
-    ``data_dir`` (default: the kit's ``data/``) and ``kernel=False`` (skip the kernel
-    check, which starts a Python) are for tests.
-    """
-    data_dir = DATA_DIR if data_dir is None else Path(data_dir)
-    out = sys.stdout if out is None else out
+def run_doctor() -> int:
+    """Run every check and print one line each; 0 if all are OK, else 1."""
     checks = [check_python(), check_torch(), check_widgets(), check_jupyterlab(),
-              check_labextension(), *check_checkpoints(data_dir), check_glyphs(data_dir)]
-    if kernel:
-        checks.append(check_kernel())
+              check_labextension(), *check_checkpoints(DATA_DIR), check_glyphs(DATA_DIR),
+              check_kernel()]
     for c in checks:
-        print(c.line(), file=out)
+        print(c.line())
     problems = sum(not c.ok for c in checks)
-    print(f"{problems} problem(s) found." if problems else "Everything looks fine.", file=out)
+    print(f"{problems} problem(s) found." if problems else "Everything looks fine.")
     return 1 if problems else 0
