@@ -43,14 +43,14 @@ def fresh_tasks(family, first: int, count: int, shots: int, queries: int, seed: 
 
 
 def summarize(curves: torch.Tensor, diverged: torch.Tensor) -> dict:
-    """{"0": {"mean", "ci95", "median", "diverged"}, "1": ...} from per-task curves
-    (tasks, steps + 1); "diverged" is the share of tasks whose fine-tuning diverged."""
-    share = diverged.double().mean().item()
+    """{"0": {"mean", "ci95", "median", "diverged"}, "1": ...} from per-task curves and
+    divergence flags (tasks, steps + 1); "diverged" is the share of tasks whose
+    fine-tuning had diverged by that step."""
     out = {}
     for s in range(curves.shape[1]):
         mean, ci95 = mean_ci95(curves[:, s])
         out[str(s)] = {"mean": mean, "ci95": ci95, "median": curves[:, s].double().median().item(),
-                       "diverged": share if s else 0.0}
+                       "diverged": diverged[:, s].double().mean().item()}
     return out
 
 
@@ -111,6 +111,6 @@ def meta_test(learner, family, shots, steps, tasks=1000, queries=None, inner_lr=
                             "before it diverged"}
     metrics = {"accuracy": curves["accuracy"], "loss": curves["loss"]} if classify \
         else {"mse": curves["loss"]}
-    return {"protocol": protocol, "diverged_tasks": int(diverged.sum()),
+    return {"protocol": protocol, "diverged_tasks": int(diverged[:, -1].sum()),
             "seconds": round(time.perf_counter() - start, 2),
             **{name: summarize(c, diverged) for name, c in metrics.items()}}

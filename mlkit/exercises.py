@@ -165,9 +165,11 @@ def check_inner_step(inner_step):
                   f"(theta - lr * grad)")
         if not _same(got[n], expected[n], 1e-8):
             ratio = (delta.norm() / (lr * gn).norm()).item() if gn.norm() > 0 else float("nan")
+            twice = " (did you divide the mean loss again by the number of points?)" \
+                if math.isclose(ratio, 1 / len(x), rel_tol=1e-3) else ""
             _fail(f"`{n}` after the step differs from theta - lr * grad (your step is "
-                  f"{ratio:.3g} x as long): use the gradient of the MSE on (x, y) and the "
-                  f"step size lr")
+                  f"{ratio:.3g} x as long){twice}: use the gradient of the MSE on (x, y) and "
+                  f"the step size lr")
     query = F.mse_loss(torch.func.functional_call(model, got, (b.x_query[0],)), b.y_query[0])
     yours = _grads(query, list(theta.values()))
     if all(t is None for t in yours):
@@ -194,7 +196,12 @@ def check_meta_loss(meta_loss):
     """meta_loss(model, batch, lr) -> mean over tasks of the query MSE after one inner step."""
     model, b = _mlp_task(2)
     lr = 0.02
+    before = [p.detach().clone() for p in model.parameters()]
     got = _call("meta_loss", meta_loss, model, b, lr)
+    if not all(torch.equal(a, p) for a, p in zip(before, model.parameters())):
+        _fail("meta_loss changed the model's own weights: each task must adapt a copy "
+              "(new tensors from inner_step), never theta itself (no .data, no in-place "
+              "updates), or every task after the first starts from a moved start")
     learner = make_learner("maml", model, inner_lr=lr)
     expected = learner.meta_loss(b)
     if not torch.is_tensor(got) or got.numel() != 1:

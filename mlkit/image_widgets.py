@@ -73,7 +73,7 @@ class ImageExplorer(Panel):
                    "ProtoNet": proto["outputs"][0, 0].argmax(-1)}
         accuracy = {k: None if g is None else (g == truth).double().mean().item()
                     for k, g in guesses.items()}
-        diverged = tuned is not None and bool(tuned["diverged"][0])
+        diverged = tuned is not None and bool(tuned["diverged"][0, steps])
         self.result = {"accuracy": accuracy, "maml_diverged": diverged}
         heads = " and ".join(f"{w}-way" for w in sorted(self.maml))
         if tuned is None:

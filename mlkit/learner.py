@@ -20,8 +20,8 @@ from .tasks import LOSSES, TaskBatch
 
 # Fine-tuning has *diverged* on a task when its support loss (what the inner loop
 # minimises) or its outputs stop being finite, or the support loss grows past
-# DIVERGED_FACTOR times its value before fine-tuning plus DIVERGED_FLOOR: SGD with too
-# large a step size makes it grow without bound.
+# DIVERGED_FACTOR times the lowest value it reached plus DIVERGED_FLOOR: SGD with too
+# large a step size makes it grow without bound (at once, or after a few good steps).
 DIVERGED_FACTOR, DIVERGED_FLOOR = 10.0, 1.0
 
 
@@ -88,8 +88,9 @@ def fine_tune(learner: Learner, batch: TaskBatch, steps: int, inner_lr=None) -> 
     Returns, for S steps taken, T tasks and Q query inputs:
       "outputs"   (T, S + 1, Q, outputs) predictions at ``batch.x_query`` after 0..S steps
       "loss"      (T, S + 1) query loss after 0..S steps
-      "diverged"  (T,) bool, see DIVERGED_FACTOR; a task that diverged keeps its weights
-                  from before the step that diverged, so its curve stays flat from there
+      "diverged"  (T, S + 1) bool: the task's fine-tuning had diverged by that step (see
+                  DIVERGED_FACTOR); it keeps its weights from before the step that
+                  diverged, so its curve stays flat from there
     """
     check_int("steps", steps, low=0)
     if inner_lr is not None:
@@ -106,10 +107,10 @@ def fine_tune(learner: Learner, batch: TaskBatch, steps: int, inner_lr=None) -> 
     out, loss = evaluate(params, batch.x_query, batch.y_query)
     outs, losses = [out], [loss]
     diverged = torch.zeros(batch.tasks, dtype=torch.bool, device=loss.device)
+    flags = [diverged]
     if steps:
-        support = evaluate(params, batch.x_support, batch.y_support)[1]
-        limit = DIVERGED_FACTOR * support + DIVERGED_FLOOR
-        diverged = ~torch.isfinite(support)
+        lowest = evaluate(params, batch.x_support, batch.y_support)[1]
+        diverged = ~torch.isfinite(lowest)
     for _ in range(steps):
         live = {n: p.detach().requires_grad_(n in names) for n, p in params.items()}
         with torch.enable_grad():
@@ -117,8 +118,10 @@ def fine_tune(learner: Learner, batch: TaskBatch, steps: int, inner_lr=None) -> 
         new = {n: p.detach() for n, p in new.items()}
         new_out, new_loss = evaluate(new, batch.x_query, batch.y_query)
         support = evaluate(new, batch.x_support, batch.y_support)[1]
-        ok = torch.isfinite(support) & (support <= limit) & torch.isfinite(new_loss)
-        diverged = diverged | ~(ok & torch.isfinite(new_out).flatten(1).all(1))
+        ok = torch.isfinite(support) & (support <= DIVERGED_FACTOR * lowest + DIVERGED_FLOOR)
+        ok &= torch.isfinite(new_loss) & torch.isfinite(new_out).flatten(1).all(1)
+        diverged = diverged | ~ok
+        lowest = torch.minimum(lowest, support)
 
         def keep(old, fresh):  # a diverged task keeps its old value
             return torch.where(diverged.view(-1, *[1] * (old.dim() - 1)), old, fresh)
@@ -126,5 +129,6 @@ def fine_tune(learner: Learner, batch: TaskBatch, steps: int, inner_lr=None) -> 
         out, loss = keep(out, new_out), keep(loss, new_loss)
         outs.append(out)
         losses.append(loss)
+        flags.append(diverged)
     return {"outputs": torch.stack(outs, 1), "loss": torch.stack(losses, 1),
-            "diverged": diverged}
+            "diverged": torch.stack(flags, 1)}

@@ -100,7 +100,8 @@ class Conv4(nn.Module):
 
     @property
     def head_names(self) -> tuple:
-        return ("head.weight", "head.bias")
+        """Names of the head's parameters (the part ANIL adapts); none without a head."""
+        return ("head.weight", "head.bias") if self.head is not None else ()
 
     def forward(self, x):
         """x (N, C, H, W) -> logits (N, ways), or features (N, feature_dim) without a head.

@@ -18,10 +18,28 @@ from matplotlib.ticker import FuncFormatter
 
 from .tasks import SinusoidFamily
 
-# the same colour for the same method in every notebook
+# the same colour, line and marker for the same method in every notebook
 COLORS = {"MAML": "C0", "pretrained": "C1", "random init": "C7", "FOMAML": "C2", "Reptile": "C3",
           "ANIL": "C4", "Meta-SGD": "C5", "first order": "C2", "second order": "C0",
           "plain training": "C1"}
+LINES = {"MAML": ("-", "o"), "FOMAML": ("--", "s"), "Reptile": (":", "^"), "ANIL": ("-.", "D"),
+         "Meta-SGD": ("-", "v"), "pretrained": ("--", "x"), "random init": (":", "+")}
+
+
+SPARE = ("C6", "C8", "C9", "C5", "C4")  # for names without a colour of their own
+
+
+def style(name, i=0) -> dict:
+    """Keyword arguments that draw ``name``'s line (the i-th of a figure) in its colour,
+    line style and marker."""
+    ls, marker = LINES.get(name, ("-", "o"))
+    return {"color": COLORS.get(name, SPARE[i % len(SPARE)]), "ls": ls, "marker": marker}
+
+
+def legend_outside(ax, **kwargs):
+    """The legend to the right of the axes, where it hides no data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              fontsize="small", **kwargs)
 
 
 def _axes(ax, figsize=(6.0, 3.5)):
@@ -71,7 +89,7 @@ def plot_loss_curve(losses, smooth=50, ax=None, label=None, title="Meta-training
     ax.set_ylabel("loss")
     if title:
         ax.set_title(title)
-    ax.legend(loc="upper right")
+    legend_outside(ax)
     return fig
 
 
@@ -97,7 +115,8 @@ def _curve_with_ci(result, metric):
     return metric, mean.cpu().numpy(), ci.cpu().numpy()
 
 
-def plot_adaptation_curves(results_by_name, ax=None, metric=None, title=None, log=False):
+def plot_adaptation_curves(results_by_name, ax=None, metric=None, title=None, log=False,
+                           ylabel=None):
     """Error (or accuracy) after 0, 1, ..., S fine-tuning steps, mean with a 95% CI band.
 
     results_by_name: label -> one of
@@ -106,26 +125,27 @@ def plot_adaptation_curves(results_by_name, ax=None, metric=None, title=None, lo
       * a (tasks, S+1) tensor of per-task values;
     the CI is 1.96 * std / sqrt(tasks) for the last two.
     metric: "mse", "loss" or "accuracy"; default: accuracy when present, else the error.
-    Draws one line (and one band) per entry, labelled, in the kit's colours.
+    ylabel: the y axis label (default: from the metric).
+    Draws one line (and one band) per entry, labelled, in the kit's colours and line styles.
     """
     if not results_by_name:
         raise ValueError("results_by_name must hold at least one result, got an empty dict")
     fig, ax = _axes(ax)
     metrics = []
-    for name, result in results_by_name.items():
+    for i, (name, result) in enumerate(results_by_name.items()):
         metric_used, mean, ci = _curve_with_ci(result, metric)
         metrics.append(metric_used)
         steps = np.arange(len(mean))
-        line = ax.plot(steps, mean, marker="o", ms=3, label=name, color=COLORS.get(name))[0]
+        line = ax.plot(steps, mean, ms=3.5, mfc="none", label=name, **style(name, i))[0]
         if np.all(np.isfinite(ci)):
             ax.fill_between(steps, mean - ci, mean + ci, color=line.get_color(), alpha=0.2, lw=0)
     ax.set_xlabel("fine-tuning steps on the support set")
-    ax.set_ylabel({"mse": "query MSE", "loss": "query loss",
-                   "accuracy": "query accuracy"}.get(metrics[0], metrics[0]))
+    ax.set_ylabel(ylabel or {"mse": "query MSE", "loss": "query loss",
+                             "accuracy": "query accuracy"}.get(metrics[0], metrics[0]))
     if log:
         ax.set_yscale("log")
     ax.set_title(title or "Adaptation to new tasks (mean, 95% CI band)")
-    ax.legend()
+    legend_outside(ax)
     return fig
 
 
@@ -144,7 +164,7 @@ def plot_tasks(batch, max_tasks=20, x_range=(-5.0, 5.0), ax=None, mean_curve=Non
         ax.plot(x, _numpy(y[i]), lw=1, alpha=0.6)
     if mean_curve is not None:
         ax.plot(x, _numpy(mean_curve(x)), color="k", lw=3, label="average task")
-        ax.legend(loc="upper right")
+        legend_outside(ax)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_title(title)
@@ -166,7 +186,7 @@ def plot_support_query(batch, task=0, x_range=(-5.0, 5.0), ax=None, title=None):
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_title(title or f"Task {task}: A = {float(a):.2f}, phase = {float(p):.2f}")
-    ax.legend(loc="best", fontsize="small")
+    legend_outside(ax)
     return fig
 
 
@@ -188,7 +208,7 @@ def plot_fit(x, truth, predictions=None, support=None, ax=None, title=None):
     ax.set_ylabel("y")
     if title:
         ax.set_title(title)
-    ax.legend(loc="best", fontsize="small")
+    legend_outside(ax)
     return fig
 
 

@@ -34,7 +34,7 @@ from .checks import check_choice, check_int
 from .evaluate import meta_test
 from .learner import fine_tune
 from .models import MLP
-from .plots import COLORS
+from .plots import COLORS, style
 from .runtime import torch_threads
 from .tasks import SinusoidFamily, TaskBatch
 from .train import meta_train
@@ -107,11 +107,19 @@ class Panel:
     def value(self, description):
         return self.controls[description].value
 
-    def show(self, status: str):
-        """Render the figure into the image and set the status line."""
+    def render(self):
+        """Draw the figure into the image."""
         self.image.value = render_png(self.fig)
         self.first_png = self.first_png or self.image.value
+
+    def say(self, status: str):
+        """Set the status line."""
         self.status.value = html.escape(status)
+
+    def show(self, status: str):
+        """Render the figure into the image and set the status line."""
+        self.render()
+        self.say(status)
 
     def _repr_mimebundle_(self, **kwargs):  # a cell ending in ``panel`` shows the panel
         data = self.widget._repr_mimebundle_(**kwargs) or {}
@@ -135,6 +143,7 @@ class LandscapePanel(Panel):
 
     css_class = "mlkit-landscape"
     XLIM, YLIM, GRID = (-1.0, 5.0), (-0.5, 3.5), 28
+    DESCENT = {"iterations": 60, "outer_lr": 0.08}  # meta-training from the plain star
 
     def __init__(self, tasks: int = 50, seed: int = 1):
         batch = SinusoidFamily().sample(check_int("tasks", tasks, low=1), 10, 20,
@@ -160,20 +169,22 @@ class LandscapePanel(Panel):
         with torch_threads(1):
             values, grads = toy.objective(self.points, self.batch, alpha, steps,
                                           first_order=order == "first order")
-            star = toy.train_start(self.plain_star, self.batch, 100, alpha, steps,
-                                   order == "first order", outer_lr=0.05)[0]
+            star = toy.train_start(self.plain_star, self.batch, lr=alpha, steps=steps,
+                                   first_order=order == "first order", **self.DESCENT)[0]
             overshoot = toy.overshoot_fraction(star, self.batch, alpha)
         z, shape = values.view(self.grid_x.shape), self.grid_x.shape
         ax = self.ax
         ax.clear()
-        levels = np.geomspace(max(float(z.min()), 1e-3), float(z.max()), 16)
+        levels = np.geomspace(max(float(z.min()), 1e-3), float(z.max()), 12)
         ax.contourf(self.grid_x, self.grid_y, z, levels=levels, cmap="Greys_r", alpha=0.6)
         ax.contour(self.grid_x, self.grid_y, self.average, levels=8, colors="C1",
                    linestyles="dashed", linewidths=0.8)
-        u, v = (-grads[:, 0]).view(shape), (-grads[:, 1]).view(shape)
+        step = -grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-12)  # directions only
+        every = (slice(1, None, 3), slice(1, None, 3))  # a coarser grid of arrows
         color = COLORS[order]
-        ax.streamplot(self.grid_x.numpy(), self.grid_y.numpy(), u.numpy(), v.numpy(),
-                      color=color, density=0.7, linewidth=0.7, arrowsize=0.7)
+        ax.quiver(self.grid_x[every], self.grid_y[every], step[:, 0].view(shape)[every],
+                  step[:, 1].view(shape)[every], color=color, width=0.004, scale=30,
+                  alpha=0.8)
         ax.plot(*self.plain_star, "*", ms=15, mec="k", color=COLORS["plain training"],
                 label="plain training (minimum of the average loss)")
         shown = star.clamp(torch.tensor([self.XLIM[0], self.YLIM[0]]),
@@ -184,7 +195,7 @@ class LandscapePanel(Panel):
                    s=12, color="red", label="20 tasks' exact answers")
         ax.set(xlim=self.XLIM, ylim=self.YLIM, xlabel="a (amplitude)", ylabel="p (phase)",
                title=f"query loss after one step of alpha = {alpha:.2f} (grey), average loss "
-                     f"(dashed)\nflow: minus the {order} meta-gradient", )
+                     f"(dashed)\narrows: the direction of minus the {order} meta-gradient")
         ax.title.set_fontsize(8)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7,
                   frameon=False)
@@ -266,7 +277,7 @@ class AdaptationExplorer(Panel):
                 before_line, after_line = self.lines[name]
                 before_line.set_ydata(r["outputs"][0, 0].flatten().numpy())
                 after_line.set_ydata(r["outputs"][0, -1].flatten().numpy())
-                mse, bad = r["loss"][0, -1].item(), bool(r["diverged"][0])
+                mse, bad = r["loss"][0, -1].item(), bool(r["diverged"][0, -1])
                 self.result[name] = {"mse": mse, "diverged": bad}
                 after_line.set_visible(not bad)
                 texts.append(f"{name} diverged" if bad else f"{name} {mse:.3g}")
@@ -307,9 +318,9 @@ class FamilyPanel(Panel):
         self.batch = SinusoidFamily().sample(check_int("tasks", tasks, low=1), shots, 25,
                                              generator=torch.Generator().manual_seed(seed))
         super().__init__([int_slider("inner steps", 5, 0, max_steps),
-                          log_slider("inner lr", 0.01, -4, 1)], figsize=(6.4, 3.3))
-        ax = self.ax = self.fig.add_axes((0.12, 0.16, 0.6, 0.74))
-        self.lines = {name: ax.plot([], [], "-o", ms=3, color=COLORS.get(name), label=name
+                          log_slider("inner lr", 0.01, -4, 1)], figsize=(6.8, 3.3))
+        ax = self.ax = self.fig.add_axes((0.1, 0.16, 0.56, 0.74))
+        self.lines = {name: ax.plot([], [], ms=3.5, mfc="none", **style(name), label=name
                                     + " (learned lr)" * learner.learned_inner_lr)[0]
                       for name, learner in self.learners.items()}
         ax.set(yscale="log", ylim=(0.005, 50), xlabel="SGD steps on the support set",
@@ -329,7 +340,7 @@ class FamilyPanel(Panel):
                 r = fine_tune(learner, self.batch, steps,
                               None if learner.learned_inner_lr else lr)
                 mean = r["loss"].mean(0)
-                bad = int(r["diverged"].sum())
+                bad = int(r["diverged"][:, -1].sum())
                 self.lines[name].set_data(np.arange(steps + 1), mean.numpy())
                 self.result[name] = {"mse": mean[-1].item(), "diverged_tasks": bad}
                 texts.append(f"{name} {mean[-1].item():.3g}"
@@ -419,9 +430,11 @@ class TrainingPanel(Panel):
                           int_slider("K (shots)", 10, 1, 20),
                           widgets.Checkbox(value=False, description="multi-step loss",
                                            style=STYLE)],
-                         figsize=(7.4, 3.0), extra=(self.train_button, self.output))
-        self.loss_ax = self.fig.add_axes((0.07, 0.17, 0.38, 0.62))
-        self.test_ax = self.fig.add_axes((0.55, 0.17, 0.43, 0.62))
+                         figsize=(7.4, 3.8), extra=(self.train_button, self.output))
+        self.loss_ax = self.fig.add_axes((0.1, 0.34, 0.36, 0.56))
+        self.test_ax = self.fig.add_axes((0.58, 0.34, 0.4, 0.56))
+        self.draw()
+        self.render()
         self.update()
 
     def settings(self) -> dict:
@@ -455,18 +468,41 @@ class TrainingPanel(Panel):
         self.runs = (self.runs + [{"settings": s, "losses": history.losses, "test": test,
                                    "stopped": history.stopped,
                                    "seconds": time.perf_counter() - start}])[-self.KEEP:]
+        self.draw()
+        self.render()
         self.update()
 
     def update(self):
+        """A control moved: only the status changes (the plots show runs already made)."""
         s = self.settings()
+        if not self.runs:
+            self.result = {}
+            return self.say(f"next run: {self.describe(s)} | press Train to meta-train "
+                            f"{s['iterations']} iterations")
+        run = self.runs[-1]
+        mse, steps = run["test"]["mse"], run["settings"]["inner_steps"]
+        one, at = mse["1"], mse[str(steps)]
+        trouble = {"diverged": " | meta-training diverged: lower the inner or outer lr",
+                   "interrupted": " | interrupted"}.get(run["stopped"], "")
+        bad = run["test"]["diverged_tasks"]
+        self.result = {"settings": run["settings"], "mse": mse, "diverged_tasks": bad,
+                       "stopped": run["stopped"]}
+        pending = "" if s == run["settings"] else f" | next run: {self.describe(s)} (press Train)"
+        self.say(f"last run ({self.describe(run['settings'])}): {len(run['losses'])} iterations "
+                 f"in {run['seconds']:.1f} s; MSE after 1 step {one['mean']:.3f} ± "
+                 f"{one['ci95']:.3f}" + (f", after {steps} steps {at['mean']:.3f} ± "
+                                         f"{at['ci95']:.3f}" if steps > 1 else "")
+                 + f" ({self.eval_tasks} tasks, K={run['settings']['shots']})"
+                 + (f"; {bad} task{'s' * (bad > 1)} diverged" if bad else "") + trouble + pending)
+
+    def draw(self):
+        """Plot every kept run: its loss curve, and its test error after 0..10 steps."""
         self.loss_ax.clear()
         self.test_ax.clear()
-        self.fig.suptitle(f"next run: {self.describe(s)}", fontsize=8)
         if not self.runs:
             self.loss_ax.text(0.5, 0.5, "press Train", ha="center", va="center", fontsize=12)
             self.test_ax.set_axis_off()
-            return self.show(f"{self.describe(s)} | press Train to meta-train "
-                             f"{s['iterations']} iterations")
+            return
         self.test_ax.set_axis_on()
         for i, run in enumerate(self.runs):
             last = i == len(self.runs) - 1
@@ -487,18 +523,5 @@ class TrainingPanel(Panel):
                          title=f"query MSE on {self.eval_tasks} fresh tasks (95% CI)")
         for ax in (self.loss_ax, self.test_ax):
             ax.title.set_fontsize(8)
-        self.test_ax.legend(fontsize=6, loc="upper right")
-        run = self.runs[-1]
-        mse, steps = run["test"]["mse"], run["settings"]["inner_steps"]
-        one, at = mse["1"], mse[str(steps)]
-        trouble = {"diverged": " | meta-training diverged: lower the inner or outer lr",
-                   "interrupted": " | interrupted"}.get(run["stopped"], "")
-        bad = run["test"]["diverged_tasks"]
-        self.result = {"settings": run["settings"], "mse": mse, "diverged_tasks": bad,
-                       "stopped": run["stopped"]}
-        self.show(f"{self.describe(s)} | last run: {len(run['losses'])} iterations in "
-                  f"{run['seconds']:.1f} s; MSE after 1 step {one['mean']:.3g} ± "
-                  f"{one['ci95']:.2g}" + (f", after {steps} steps {at['mean']:.3g} ± "
-                                          f"{at['ci95']:.2g}" if steps > 1 else "")
-                  + f" ({self.eval_tasks} tasks, K={run['settings']['shots']})"
-                  + (f"; {bad} tasks diverged" if bad else "") + trouble)
+        self.fig.legend(*self.test_ax.get_legend_handles_labels(), loc="lower center",
+                        fontsize=6.5, frameon=False, ncol=2, bbox_to_anchor=(0.5, 0.0))

@@ -32,6 +32,7 @@ def data_copy(tmp_path):
     """A copy of the shipped data folder that a test may damage."""
     shutil.copytree(DATA_DIR / "checkpoints", tmp_path / "checkpoints")
     shutil.copy(DATA_DIR / "glyphs_28.npz", tmp_path / "glyphs_28.npz")
+    shutil.copy(DATA_DIR / "README.md", tmp_path / "README.md")  # the rebuild commands
     return tmp_path
 
 
@@ -104,9 +105,12 @@ def test_damaged_and_missing_data_files_are_named_with_their_rebuild_command(
     new = [l for l in problems(lines) if l not in before_checks]
     assert len(new) == 3, lines
     damaged, = [l for l in new if "sinusoid_maml.pt" in l]
-    assert "damaged" in damaged and f"--algo maml --out {good}" in damaged
+    # the fix is the command that data/README.md lists for the file
+    assert "damaged" in damaged and "fix: python -m mlkit train --task sinusoid" in damaged
+    assert damaged.endswith("--out data/checkpoints/sinusoid_maml.pt")
     missing, = [l for l in new if "sinusoid_anil.pt" in l]
-    assert "missing" in missing and "fix: python -m mlkit train --task sinusoid --algo anil" in missing
+    assert "missing" in missing and "--algo anil " in missing
+    assert missing.endswith("--out data/checkpoints/sinusoid_anil.pt")
     glyphs, = [l for l in new if "glyphs_28.npz" in l]
     assert "damaged" in glyphs and "fix: python -m mlkit make-glyphs --out" in glyphs
     oks = [l for l in lines if l.startswith("OK") and "checkpoint" in l]
@@ -141,3 +145,12 @@ def test_kernel_that_cannot_import_mlkit(tmp_path):
     assert f"{python} -m pip install -e {DATA_DIR.parent}" in line and "ipykernel install" in line
     line = doctor.check_kernel(str(tmp_path / "nowhere")).line()
     assert line.startswith("PROBLEM") and "does not run" in line
+
+
+def test_data_readme_lists_the_command_stored_in_each_shipped_checkpoint():
+    """data/README.md and the checkpoints agree: the command a user copies rebuilds the file."""
+    from mlkit.checkpoints import read_checkpoint
+    readme = (doctor.DATA_DIR / "README.md").read_text()
+    for name in doctor.SHIPPED:
+        command = read_checkpoint(doctor.DATA_DIR / "checkpoints" / f"{name}.pt")["meta"]["command"]
+        assert f"`{command}`" in readme, (name, command)

@@ -37,7 +37,8 @@ def test_ci95_formula():
 
 def test_summarize_gives_median_and_share_of_diverged_tasks():
     curves = torch.tensor([[1.0, 0.5], [2.0, 0.25], [3.0, 100.0], [4.0, 0.75]])
-    s = summarize(curves, torch.tensor([False, False, True, False]))
+    flags = torch.tensor([[False, False], [False, False], [False, True], [False, False]])
+    s = summarize(curves, flags)
     assert s["0"] == {"mean": 2.5, "ci95": pytest.approx(1.96 * curves[:, 0].std().item() / 2),
                       "median": 2.0, "diverged": 0.0}
     assert s["1"]["median"] == 0.5 and s["1"]["diverged"] == 0.25
@@ -135,4 +136,6 @@ def test_divergence_is_counted_and_summarised():
     r = meta_test(learner, SinusoidFamily(), shots=5, steps=6, tasks=50, inner_lr=2.0)
     assert 0 < r["diverged_tasks"] <= 50
     assert r["mse"]["6"]["diverged"] == pytest.approx(r["diverged_tasks"] / 50)
+    shares = [r["mse"][str(s)]["diverged"] for s in range(7)]
+    assert shares[0] == 0 and shares == sorted(shares)  # the share by each step only grows
     assert math.isfinite(r["mse"]["6"]["mean"])

@@ -92,19 +92,22 @@ def test_diverging_tasks_are_marked_and_frozen_and_others_are_untouched():
     batch = sinusoid_batch(tasks=8, seed=4)
     r = fine_tune(learner, batch, steps=8, inner_lr=3.0)  # far too large for most tasks
     assert r["diverged"].dtype == torch.bool and r["diverged"].any()
+    assert not r["diverged"][:, 0].any()                       # nothing diverges before a step
+    assert (r["diverged"][:, 1:] >= r["diverged"][:, :-1]).all()  # once diverged, always
+    final = r["diverged"][:, -1]
     for t in range(batch.tasks):
         alone = fine_tune(learner, TaskBatch(batch.x_support[t:t + 1], batch.y_support[t:t + 1],
                                              batch.x_query[t:t + 1], batch.y_query[t:t + 1], {}),
                           steps=8, inner_lr=3.0)
         torch.testing.assert_close(r["loss"][t], alone["loss"][0], rtol=1e-12, atol=1e-12)
-        assert bool(r["diverged"][t]) == bool(alone["diverged"][0])
-    frozen = r["loss"][r["diverged"]]
+        assert torch.equal(r["diverged"][t], alone["diverged"][0])
+    frozen = r["loss"][final]
     assert torch.isfinite(frozen).all()
     assert (frozen[:, -1] == frozen[:, -2]).all()  # flat once diverged
     # the rule, recomputed by hand: the first step whose support loss passes
-    # DIVERGED_FACTOR x its value before fine-tuning + DIVERGED_FLOOR (or is not finite)
-    # marks the task, and its curve keeps the query loss from the step before
-    for t in torch.nonzero(r["diverged"]).flatten().tolist():
+    # DIVERGED_FACTOR x the lowest it reached + DIVERGED_FLOOR (or is not finite) marks
+    # the task, and its curve keeps the query loss from the step before
+    for t in torch.nonzero(final).flatten().tolist():
         model, x, y = learner.model, batch.x_support[t], batch.y_support[t]
         params = {n: p.detach().clone() for n, p in model.named_parameters()}
         support = [F.mse_loss(torch.func.functional_call(model, params, (x,)), y).item()]
@@ -117,9 +120,10 @@ def test_diverging_tasks_are_marked_and_frozen_and_others_are_untouched():
             support.append(F.mse_loss(torch.func.functional_call(model, params, (x,)), y).item())
             queries.append(F.mse_loss(torch.func.functional_call(
                 model, params, (batch.x_query[t],)), batch.y_query[t]).item())
-        limit = DIVERGED_FACTOR * support[0] + DIVERGED_FLOOR
-        first = next(k for k, v in enumerate(support) if not v <= limit)
+        first = next(k for k in range(1, 9)
+                     if not support[k] <= DIVERGED_FACTOR * min(support[:k]) + DIVERGED_FLOOR)
         assert r["loss"][t, -1].item() == pytest.approx(queries[first - 1], rel=1e-9)
+        assert not r["diverged"][t, first - 1] and r["diverged"][t, first]
 
 
 def test_diverged_is_never_set_at_a_sane_step_size():
@@ -155,3 +159,15 @@ def test_bad_arguments_name_the_parameter(kwargs, name):
     learner = make_learner("maml", MLP())
     with pytest.raises(ValueError, match=name):
         fine_tune(learner, SinusoidFamily().sample(2, 3), **kwargs)
+
+
+def test_a_task_that_first_fits_and_then_blows_up_is_marked():
+    """Divergence is measured from the lowest support loss reached, not only from the start."""
+    torch.manual_seed(7)
+    learner = make_learner("maml", MLP().double(), inner_lr=0.01)
+    batch = sinusoid_batch(tasks=40, seed=7, shots=5)
+    r = fine_tune(learner, batch, steps=12, inner_lr=0.12)
+    late = r["diverged"][:, -1] & ~r["diverged"][:, 2]  # fine for two steps, then diverged
+    assert late.any()
+    for t in torch.nonzero(late).flatten().tolist():
+        assert r["loss"][t, 2] < r["loss"][t, 0]  # it had started to fit

@@ -65,7 +65,7 @@ def training_settings(args):
     given = {k: getattr(args, k) for k in SETTINGS if getattr(args, k) is not None}
     if args.resume is None:
         task = args.task or "sinusoid"
-        cfg = {**DEFAULTS[task], **given}
+        cfg = {k: v for k, v in {**DEFAULTS[task], **given}.items() if k != "iterations"}
         if task == "glyphs":
             cfg.setdefault("network", "pool" if cfg["algo"] == "protonet" else "strided")
         else:
