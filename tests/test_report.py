@@ -20,9 +20,9 @@ def test_cell_mean_and_ci():
 
 def test_cell_with_diverged_tasks():
     v = {"mean": 3.14159, "ci95": 1.5, "median": 0.4249, "diverged": 0.25}
-    assert report.cell(v) == "3.14 ± 1.50 (median 0.42; 25% diverge)"
+    assert report.cell(v) == "3.14 ± 1.50 (median 0.42; 25.0% diverge)"
     v = {"mean": 0.612, "ci95": 0.0123, "median": 0.705, "diverged": 0.034}
-    assert report.cell(v, scale=100, digits=1) == "61.2 ± 1.2 (median 70.5; 3% diverge)"
+    assert report.cell(v, scale=100, digits=1) == "61.2 ± 1.2 (median 70.5; 3.4% diverge)"
 
 
 ROWS = {"sinusoid_pretrain": "pretrained", "sinusoid_metasgd": "Meta-SGD",

@@ -35,7 +35,7 @@ def cell(v: dict, scale: float = 1.0, digits: int = 2) -> str:
     """mean +- CI; with the median and the share of diverged tasks where any diverged."""
     text = f"{scale * v['mean']:.{digits}f} ± {scale * v['ci95']:.{digits}f}"
     if v.get("diverged"):
-        text += f" (median {scale * v['median']:.{digits}f}; {100 * v['diverged']:.0f}% diverge)"
+        text += f" (median {scale * v['median']:.{digits}f}; {100 * v['diverged']:.1f}% diverge)"
     return text
 
 
@@ -62,7 +62,7 @@ def sinusoid_tables(shots=(5, 10, 20), steps=(1, 10), tasks=1000, seed=12345) ->
                 f"(seed {seed}) ± 95% CI; fine-tuning: SGD on the K support points with each "
                 f"checkpoint's own inner lr ({', '.join(sorted(lrs))}); tasks A ~ "
                 f"U{p['amplitude']}, phase ~ U[{p['phase'][0]:g}, {p['phase'][1]:.4g}], x ~ "
-                f"U{p['x_range']}. {p['diverged']}.")
+                f"U{p['x_range']}. {p['diverged'][0].upper() + p['diverged'][1:]}.")
     paper = ["| | paper (figure 3): 1 / 5 / 10 steps | this kit: 1 / 5 / 10 steps (± 95% CI) |",
              "|---|---|---|"]
     for name, numbers in PAPER_5_SHOT.items():
