@@ -90,8 +90,8 @@ def meta_train(learner, family, iterations, meta_batch=25, shots=10, queries=10,
     learner.to(device).train()
     optimizer = adam(learner.parameters(), outer_lr)
     generator = torch.Generator().manual_seed(seed)
-    if history.optimizer_state is not None:
-        optimizer.load_state_dict(history.optimizer_state)
+    if history.optimizer_state is not None:  # a copy: the saved state stays as it was
+        optimizer.load_state_dict(copy.deepcopy(history.optimizer_state))
     if history.sampler_state is not None:
         generator.set_state(history.sampler_state)
 

@@ -26,7 +26,7 @@ import ipywidgets as widgets
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .algorithms import make_learner
 from .checkpoints import load_shipped
@@ -430,9 +430,9 @@ class TrainingPanel(Panel):
                           int_slider("K (shots)", 10, 1, 20),
                           widgets.Checkbox(value=False, description="multi-step loss",
                                            style=STYLE)],
-                         figsize=(7.4, 3.8), extra=(self.train_button, self.output))
-        self.loss_ax = self.fig.add_axes((0.1, 0.34, 0.36, 0.56))
-        self.test_ax = self.fig.add_axes((0.58, 0.34, 0.4, 0.56))
+                         figsize=(7.4, 4.4), extra=(self.train_button, self.output))
+        self.loss_ax = self.fig.add_axes((0.1, 0.42, 0.36, 0.5))
+        self.test_ax = self.fig.add_axes((0.58, 0.42, 0.4, 0.5))
         self.draw()
         self.render()
         self.update()
@@ -523,5 +523,11 @@ class TrainingPanel(Panel):
                          title=f"query MSE on {self.eval_tasks} fresh tasks (95% CI)")
         for ax in (self.loss_ax, self.test_ax):
             ax.title.set_fontsize(8)
-        self.fig.legend(*self.test_ax.get_legend_handles_labels(), loc="lower center",
-                        fontsize=6.5, frameon=False, ncol=2, bbox_to_anchor=(0.5, 0.0))
+        for ax in (self.loss_ax, self.test_ax):  # plain numbers on the log axes
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.tick_params(axis="y", which="minor", labelsize=6)
+        for old in list(self.fig.legends):
+            old.remove()
+        self.fig.legend(*self.test_ax.get_legend_handles_labels(), loc="lower left",
+                        fontsize=7, frameon=False, bbox_to_anchor=(0.08, 0.0))

@@ -109,3 +109,27 @@ def test_evaluation_family_of_an_omniglot_folder(tmp_path, split):
     assert e.x_support.max() > 0.8  # ink, scaled to [0, 1]
     with pytest.raises(FileNotFoundError, match="images_evaluation"):
         evaluation_family(3, tmp_path / "nowhere")
+
+
+def test_cli_evaluates_on_omniglots_small_sets(tmp_path, capsys):
+    """`evaluate --data PATH --split background_small1`: a user with only Omniglot's small
+    sets tests a glyph checkpoint on real characters."""
+    import json
+
+    from mlkit.algorithms import make_learner
+    from mlkit.checkpoints import save_checkpoint
+    from mlkit.models import Conv4
+    from mlkit.tools import cli
+
+    make_tree(tmp_path / "images_background_small1", drawings=6)
+    torch.manual_seed(0)
+    learner = make_learner("protonet", Conv4(None, hidden=8), "cross_entropy")
+    path = save_checkpoint(tmp_path / "p.pt", learner, {"task": "glyphs"})
+    args = ["evaluate", str(path), "--data", str(tmp_path), "--split", "background_small1",
+            "--ways", "3", "--shots", "1", "--queries", "2", "--tasks", "4", "--json"]
+    assert cli.main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["protocol"]["task"] == "omniglot" and out["protocol"]["split"] == "background_small1"
+    assert out["protocol"]["classes"] == ALPHABETS * CHARACTERS
+    assert cli.main(args[:2] + ["--split", "background_small1"]) == 2  # --split needs --data
+    assert "--split applies with --data" in capsys.readouterr().err

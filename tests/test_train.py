@@ -108,9 +108,6 @@ def test_state_round_trip():
     assert again.optimizer_state["param_groups"] == h.optimizer_state["param_groups"]
 
 
-@pytest.mark.xfail(strict=True, reason="mlkit bug: History.optimizer_state is "
-                   "optimizer.state_dict() itself, whose tensors the continued run's optimizer "
-                   "shares and updates in place")
 def test_a_saved_state_is_not_changed_by_continuing_the_run():
     """h.state() taken at iteration 5 must still resume from iteration 5 after h went on."""
     whole, half = fresh_learner(), fresh_learner()
