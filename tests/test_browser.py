@@ -117,6 +117,9 @@ class PanelSpec:
     # the plot's PNG equals the test process's, byte for byte (not for a panel whose plot
     # keeps runs the notebook made before, which this process does not repeat)
     same_plot: bool = True
+    # the plot follows every control; the training panel redraws only when a run ends (its
+    # controls change the status line, the plot shows finished runs)
+    plot_follows_controls: bool = True
 
 
 PANELS = [
@@ -135,7 +138,8 @@ PANELS = [
         ]),
     PanelSpec(
         "04_meta_training.ipynb", "TrainingPanel", "mlkit.widgets", "mlkit-training-panel",
-        screenshot="training_panel.png", readme=True, same_plot=False, moves=[
+        screenshot="training_panel.png", readme=True, same_plot=False,
+        plot_follows_controls=False, moves=[
             key("iterations", "ArrowLeft"),
             type_("iterations", "100"),
             select("algorithm", "fomaml"),
@@ -606,7 +610,8 @@ def test_panel_shows_what_the_kit_computes(spec, page, lab, timings):
         print(f"{spec.notebook}: {move} -> {result['ms']:.0f} ms | {shown}")
         assert comparable(shown) == comparable(kit), (
             f"{move}: the browser shows\n  {shown!r}\nthe kit computes\n  {kit!r}")
-        if numbers(shown) != numbers(status):
+        if numbers(shown) != numbers(status) and (spec.plot_follows_controls
+                                                  or move.action == "press"):
             assert result["plot_changed"], f"{move}: the numbers changed, the plot did not"
         if spec.same_plot:
             assert entry["same_png_as_test_process"], f"{move}: the plot is not the kit's plot"
