@@ -1,7 +1,8 @@
 """mlkit: a small, readable meta-learning kit for the notebooks in ``notebooks/``.
 
 Read it in this order: tasks.py, episodes.py, models.py, learner.py, maml.py, protonet.py,
-train.py, evaluate.py (then checkpoints.py, plots.py, widgets.py); tools/ holds the rest.
+train.py, evaluate.py (then fast_maml.py, checkpoints.py, plots.py, widgets.py); tools/
+holds the rest.
 
 Glossary
 --------

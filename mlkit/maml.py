@@ -26,14 +26,18 @@ Pretrain   no inner loop in training: fit all tasks' data at once  Finn et al. 2
 =========  ======================================================  =============================
 
 All of them fine-tune at test time with the same SGD inner step (``mlkit.learner.fine_tune``).
+For the MLP, MAML's and first-order MAML's ``meta_loss`` hands over to ``fast_maml.py``,
+which computes the same numbers in fewer operations (checked to 1e-10 in float64).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from . import fast_maml
 from .checks import check_float, check_int
 from .learner import Learner
+from .models import MLP
 from .tasks import TaskBatch
 
 
@@ -51,6 +55,7 @@ class MAML(Learner):
 
     name = "maml"
     first_order = False
+    fast_path = True  # False: always the readable path below, even where fast_maml.py applies
 
     def __init__(self, model: nn.Module, loss="mse", inner_lr=0.01, inner_steps=1,
                  multi_step_loss=False):
@@ -117,6 +122,9 @@ class MAML(Learner):
 
     def meta_loss(self, batch: TaskBatch) -> torch.Tensor:
         """Mean query loss after adaptation, a scalar differentiable with respect to theta."""
+        if self.has_fast_path():  # the same numbers in fewer operations (fast_maml.py)
+            return fast_maml.meta_loss(self.model, batch, self.inner_lr, self.inner_steps,
+                                       self.first_order, self.multi_step_loss)
         if not self.multi_step_loss:
             return self.query_loss(self.adapt(batch.x_support, batch.y_support), batch)
         params, losses = self.start(batch.tasks), []
@@ -125,6 +133,14 @@ class MAML(Learner):
                                      create_graph=not self.first_order)
             losses.append(self.query_loss(params, batch))
         return torch.stack(losses).mean() if losses else self.query_loss(params, batch)
+
+    def has_fast_path(self) -> bool:
+        """True for an MLP with the squared error and MAML's own inner loop (a subclass
+        that changes any part of it, such as ANIL or Meta-SGD, keeps the readable path)."""
+        own = ("start", "inner_step", "step_size", "adapted_names", "query_loss", "meta_loss",
+               "outer_step")
+        return (self.fast_path and self.loss_name == "mse" and isinstance(self.model, MLP)
+                and all(getattr(type(self), m) is getattr(MAML, m) for m in own))
 
     def config(self) -> dict:
         return {**super().config(), "inner_lr": self.inner_lr, "inner_steps": self.inner_steps,

@@ -28,7 +28,7 @@ LAYERS = [
     {"checks", "runtime"},
     {"tasks", "data", "episodes"},
     {"models"},
-    {"learner", "maml", "protonet", "algorithms", "toy"},
+    {"learner", "fast_maml", "maml", "protonet", "algorithms", "toy"},
     {"train", "evaluate", "checkpoints"},
     {"plots", "widgets", "image_widgets", "exercises"},
     {"tools.*", "__init__", "__main__"},

@@ -44,6 +44,16 @@ def setup(seed=0, tasks=6):
     return model, batch
 
 
+PATHS = ["readable", "fast"]  # maml.py's own inner loop, and fast_maml.py (MLP only)
+
+
+def on(path, learner):
+    """The learner, set to compute its meta-loss on ``path``."""
+    learner.fast_path = path == "fast"
+    assert learner.has_fast_path() == (path == "fast")
+    return learner
+
+
 def batched_grad(learner, batch):
     learner.zero_grad()
     learner.meta_loss(batch).backward()
@@ -56,21 +66,23 @@ def rel_err(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("steps", [1, 3])
-def test_maml_meta_gradient_matches_per_task_reference(steps):
+def test_maml_meta_gradient_matches_per_task_reference(steps, path):
     model, batch = setup()
-    learner = MAML(model, inner_lr=0.05, inner_steps=steps)
+    learner = on(path, MAML(model, inner_lr=0.05, inner_steps=steps))
     ours = batched_grad(learner, batch)
     theta = [p.detach().clone().requires_grad_() for p in model.parameters()]
     ref = reference_meta_grad(theta, batch, 0.05, steps)
     assert rel_err(ours, ref) < 1e-8
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("steps", [1, 3])
-def test_fomaml_matches_first_order_reference_and_differs_from_maml(steps):
+def test_fomaml_matches_first_order_reference_and_differs_from_maml(steps, path):
     model, batch = setup(1)
-    fo = batched_grad(FOMAML(model, inner_lr=0.05, inner_steps=steps), batch)
-    so = batched_grad(MAML(model, inner_lr=0.05, inner_steps=steps), batch)
+    fo = batched_grad(on(path, FOMAML(model, inner_lr=0.05, inner_steps=steps)), batch)
+    so = batched_grad(on(path, MAML(model, inner_lr=0.05, inner_steps=steps)), batch)
     theta = [p.detach().clone().requires_grad_() for p in model.parameters()]
     ref = reference_meta_grad(theta, batch, 0.05, steps, first_order=True)
     assert rel_err(fo, ref) < 1e-8
@@ -150,10 +162,11 @@ def test_bad_hyperparameters():
         MAML(MLP(), loss="hinge")
 
 
-def test_multi_step_loss_matches_reference():
+@pytest.mark.parametrize("path", PATHS)
+def test_multi_step_loss_matches_reference(path):
     """MAML++'s multi-step loss: the mean of the query losses after steps 1..S."""
     model, batch = setup(6)
-    learner = MAML(model, inner_lr=0.05, inner_steps=3, multi_step_loss=True)
+    learner = on(path, MAML(model, inner_lr=0.05, inner_steps=3, multi_step_loss=True))
     ours = batched_grad(learner, batch)
     theta = [p.detach().clone().requires_grad_() for p in model.parameters()]
     total = 0.0
@@ -168,10 +181,11 @@ def test_multi_step_loss_matches_reference():
     assert rel_err(ours, ref) < 1e-8
 
 
-def test_fomaml_multi_step_loss_matches_first_order_reference():
+@pytest.mark.parametrize("path", PATHS)
+def test_fomaml_multi_step_loss_matches_first_order_reference(path):
     """The shipped FOMAML checkpoint's recipe: 2 steps, multi-step loss, no second order."""
     model, batch = setup(7)
-    learner = FOMAML(model, inner_lr=0.05, inner_steps=2, multi_step_loss=True)
+    learner = on(path, FOMAML(model, inner_lr=0.05, inner_steps=2, multi_step_loss=True))
     ours = batched_grad(learner, batch)
     theta = [p.detach().clone().requires_grad_() for p in model.parameters()]
     total = 0.0
@@ -184,7 +198,8 @@ def test_fomaml_multi_step_loss_matches_first_order_reference():
             total = total + F.mse_loss(mlp_forward(params, batch.x_query[t]), batch.y_query[t])
     ref = torch.autograd.grad(total / (2 * batch.tasks), theta)
     assert rel_err(ours, ref) < 1e-8
-    second = batched_grad(MAML(model, inner_lr=0.05, inner_steps=2, multi_step_loss=True), batch)
+    second = batched_grad(on(path, MAML(model, inner_lr=0.05, inner_steps=2,
+                                        multi_step_loss=True)), batch)
     assert rel_err(ours, second) > 1e-3
 
 
