@@ -73,20 +73,23 @@ def test_second_order_needs_more_memory_and_grows_with_steps():
 
 @pytest.mark.parametrize("algo", ["maml", "fomaml"])
 def test_peak_memory_is_the_graph_of_one_meta_loss(algo):
-    """MAML's peak is its meta-loss graph (both inner steps kept); FOMAML's is one forward
-    pass on the query set with the adapted weights (each inner step freed after its grad)."""
+    """MAML's peak is its meta-loss graph (both inner steps kept); FOMAML's is about one
+    forward pass on the query set with the adapted weights (each inner step freed after its
+    gradient), far below MAML's."""
     torch.manual_seed(0)
     learner = make_learner(algo, MLP(), inner_steps=2)
     mem = peak_memory({algo: learner}, SinusoidFamily(), meta_batch=5)[algo]
     batch = SinusoidFamily().sample(5, 10, 10, generator=torch.Generator().manual_seed(0))
-    if algo == "maml":
-        graph = peak_saved_bytes(lambda: learner.meta_loss(batch))
-    else:
-        adapted = learner.adapt(batch.x_support, batch.y_support)
-        graph = peak_saved_bytes(lambda: learner.query_loss(adapted, batch))
+    graph = peak_saved_bytes(lambda: learner.meta_loss(batch))
     assert graph > 0
-    # outer_step may also hold a few scalars (checking that the loss is finite)
-    assert graph <= mem < graph + 100
+    # outer_step may also hold a few small tensors besides the graph (the finite-loss check)
+    assert graph <= mem < 1.01 * graph
+    adapted = learner.adapt(batch.x_support, batch.y_support)
+    query_pass = peak_saved_bytes(lambda: learner.query_loss(adapted, batch))
+    if algo == "fomaml":
+        assert mem < 1.05 * query_pass
+    else:
+        assert mem > 2 * query_pass  # the inner loop's graph is kept as well
 
 
 def test_ms_per_iteration_for_each_learner():
