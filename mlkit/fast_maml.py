@@ -10,15 +10,15 @@ arithmetic. Three things remove operations:
    Those products are ordinary operations, so the outer gradient still flows through them
    (second order) and the outer backward pass needs no double-backward formulas.
 2. The first inner step starts from theta itself, the same for every task: its support
-   pass is one ``F.linear`` per layer over all tasks' points, with no per-task copy of
-   theta (``expand``).
+   pass is one matrix product per layer over all tasks' points (``addmm``), with no
+   per-task copy of theta (``expand``).
 3. The SGD update is fused into the product that makes the gradient: with the weights
    kept transposed, w_t - alpha * dL/dw_t = w_t + h^T (-alpha dL/dout) is one ``baddbmm``,
    and the next layer's forward pass uses w_t as it is.
 
 ``tests/test_fast_maml.py`` checks in float64 that meta-loss and meta-gradient equal
-``maml.py``'s readable path to 1e-10 (MAML and first-order MAML, 1 and 2 steps, with and
-without the multi-step loss); ``python -m mlkit bench`` times it.
+``maml.py``'s readable path to 1e-10 (MAML and first-order MAML, 0, 1 and 2 steps, with
+and without the multi-step loss); ``python -m mlkit bench`` times it.
 
 Shapes: x (T, K, in), y (T, K, out); transposed weights w_t shared (in, out) or per task
 (T, in, out); biases shared (out,) or per task (T, 1, out).
