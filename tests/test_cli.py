@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from mlkit.tools import bench
 from mlkit.tools.cli import main
 
 
@@ -78,3 +79,14 @@ def test_bench_json():
         result = out["sinusoid"]["results"][algo]
         assert result["kit_ms"] > 0 and result["loop_ms"] > 0
         assert result["ratio"] == pytest.approx(result["loop_ms"] / result["kit_ms"])
+        low, high = result["ratio_range"]
+        assert 0 < low <= high
+
+
+def test_bench_ratio_range_is_the_spread_of_single_rounds(monkeypatch):
+    rounds = {"kit": [1.0, 2.0, 4.0], "loop": [3.0, 3.0, 3.0]}  # ms in each of 3 rounds
+    monkeypatch.setattr(bench, "round_times", lambda *args: rounds)
+    out = bench.compare(None, None, 3, 1, None)
+    # medians 2 and 3; the rounds' own ratios are 3/1, 3/2 and 3/4
+    assert out["kit_ms"] == 2.0 and out["loop_ms"] == 3.0 and out["ratio"] == 1.5
+    assert out["ratio_range"] == [0.75, 3.0]

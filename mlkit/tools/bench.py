@@ -60,9 +60,9 @@ def loop_protonet_step(model, batch, optimizer):
     optimizer.step()
 
 
-def alternate(contenders: dict, rounds: int, iterations: int, device) -> dict:
-    """Median ms per call of each contender, taking turns for ``rounds`` rounds of
-    ``iterations`` calls (round 0 warms up and is not counted)."""
+def round_times(contenders: dict, rounds: int, iterations: int, device) -> dict:
+    """ms per call of each contender in each round: {name: [ms, ...]}, taking turns for
+    ``rounds`` rounds of ``iterations`` calls (round 0 warms up and is not counted)."""
     times = {name: [] for name in contenders}
     for r in range(rounds + 1):
         for name, step in contenders.items():
@@ -75,12 +75,23 @@ def alternate(contenders: dict, rounds: int, iterations: int, device) -> dict:
                 torch.cuda.synchronize()
             if r > 0:
                 times[name].append((time.perf_counter() - start) / iterations * 1e3)
+    return times
+
+
+def alternate(contenders: dict, rounds: int, iterations: int, device) -> dict:
+    """Median ms per call of each contender, taking turns (``round_times``)."""
+    times = round_times(contenders, rounds, iterations, device)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
 def compare(kit_step, loop_step, rounds, iterations, device) -> dict:
-    ms = alternate({"kit": kit_step, "loop": loop_step}, rounds, iterations, device)
-    return {"kit_ms": ms["kit"], "loop_ms": ms["loop"], "ratio": ms["loop"] / ms["kit"]}
+    """The two medians, their ratio (loop / kit), and the lowest and highest ratio of a
+    single round: how far one round's answer can stray on this machine."""
+    times = round_times({"kit": kit_step, "loop": loop_step}, rounds, iterations, device)
+    kit, loop = statistics.median(times["kit"]), statistics.median(times["loop"])
+    per_round = [lp / k for k, lp in zip(times["kit"], times["loop"])]
+    return {"kit_ms": kit, "loop_ms": loop, "ratio": loop / kit,
+            "ratio_range": [min(per_round), max(per_round)]}
 
 
 def sinusoid_bench(rounds, iterations, device, seed=0) -> dict:
@@ -139,7 +150,8 @@ def run_bench(rounds=10, iterations=50, device="cpu", only=None, seed=0) -> dict
     out = {"protocol": {"rounds": rounds, "threads": torch.get_num_threads(),
                         "device": str(device), "torch": torch.__version__,
                         "timing": "median ms per meta-iteration (task sampling included), kit "
-                                  "and loop taking turns; ratio = loop / kit"}}
+                                  "and loop taking turns; ratio = loop / kit; ratio_range: "
+                                  "the lowest and highest ratio of a single round"}}
     if only in (None, "sinusoid"):
         out["sinusoid"] = {**sinusoid_bench(rounds, iterations, device, seed),
                            "iterations_per_round": iterations}
@@ -162,8 +174,10 @@ def format_bench(out) -> str:
         lines += ["", f"{section}: {sp['model']}; {sp['meta_batch']} tasks, "
                       f"{sp.get('ways', 1)}-way K={sp['shots']}+{sp['queries']}, 1 inner step of "
                       f"lr {sp['inner_lr']}, Adam; {s['iterations_per_round']} iterations a round",
-                  f"{'algorithm':<20} {'kit':>10} {'per-task loop':>14} {'ratio':>7}"]
+                  f"{'algorithm':<20} {'kit':>10} {'per-task loop':>14} {'ratio':>7}"
+                  f"  {'single rounds':>13}"]
         for algo, r in s["results"].items():
+            low, high = r["ratio_range"]
             lines.append(f"{algo:<20} {r['kit_ms']:>8.2f}ms {r['loop_ms']:>12.2f}ms "
-                         f"{r['ratio']:>6.2f}x")
+                         f"{r['ratio']:>6.2f}x  {low:>5.2f}-{high:.2f}x")
     return "\n".join(lines)
