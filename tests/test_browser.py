@@ -19,7 +19,9 @@ in a student's JupyterLab. These tests start their own JupyterLab server and
   if a file the panel reads changed while the kernel built its panel, the panel's cell
   is run again;
 * open every notebook as shipped (stored outputs): no error shown, no JavaScript error,
-  every stored plot drawn, and the notebook not marked as modified by opening it.
+  every stored plot drawn, and the notebook not marked as modified by opening it;
+* work through an exercise of the student edition as a student does: the check's
+  one-line "Not yet" on the stub, then "Correct" once the code is typed in and run.
 
 Each move's response time (key press or click to new status and plot, measured in the
 page) is written down, not asserted: only a generous sanity timeout applies.
@@ -616,4 +618,51 @@ def test_panel_shows_what_the_kit_computes(spec, page, lab, timings):
         if spec.same_plot:
             assert entry["same_png_as_test_process"], f"{move}: the plot is not the kit's plot"
         status = shown
+    assert bh.page_problems(page) == []
+
+
+# ---- the student edition: an exercise as a student meets it ------------------------------
+STUDENT_NOTEBOOK = "02_tasks_and_few_shot.ipynb"
+STUDENT_FUNCTION = "def episode("  # Exercise 2.1; the code cell after it runs its checker
+
+
+def test_student_edition_exercise_gives_feedback_in_the_browser(page, lab):
+    """Exercise 2.1 in the student edition (``python -m mlkit student-edition``), the way
+    a student meets it: Run All stops at the exercise's check with one plain line (no
+    traceback) saying the function is still a stub; after the student types the code
+    into the exercise cell (here the teacher edition's solution, typed as text) and runs
+    that cell and the check, the check says "Correct" in the same place."""
+    from mlkit.tools.student import write_student_edition
+
+    write_student_edition(lab.root / "student")
+    teacher = nbformat.read(bh.NOTEBOOKS / STUDENT_NOTEBOOK, 4)
+    code = [c for c in teacher.cells if c.cell_type == "code"]
+    k = next(i for i, c in enumerate(code) if c.source.startswith(STUDENT_FUNCTION))
+    solution = "\n".join(line for line in code[k].source.split("\n")
+                         if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+    status = bh.open_notebook(page, lab, f"student/{STUDENT_NOTEBOOK}")
+    cells = page.locator(".jp-NotebookPanel .jp-CodeCell")
+    exercise, check = cells.nth(k), cells.nth(k + 1)
+    expect(exercise.locator(".jp-InputArea-editor")).to_contain_text("raise NotImplementedError")
+
+    page.locator(".lm-MenuBar-item", has_text="Run").click()
+    page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
+    feedback = check.locator(".jp-OutputArea-output")
+    expect(feedback).to_contain_text("Not yet: `episode` still raises NotImplementedError",
+                                     timeout=LONG_S * 1000)
+    expect(status).to_have_text(bh.KERNEL_IDLE, timeout=LONG_S * 1000)
+    shown = feedback.inner_text()
+    assert "Traceback" not in shown and "NotYet" not in shown, shown
+    assert len(shown.strip().splitlines()) == 1, f"more than one line of feedback: {shown!r}"
+    assert cells.nth(k + 2).locator(".jp-InputPrompt").inner_text().strip() in ("[ ]:", ""), (
+        "Run All went on past the failed check")
+
+    exercise.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(solution)
+    expect(exercise.locator(".jp-InputArea-editor")).not_to_contain_text("NotImplementedError")
+    bh.run_cell(page, exercise, status)
+    bh.run_cell(page, check, status)
+    expect(feedback).to_have_count(1)
+    expect(feedback).to_contain_text("Correct: 4-way 2-shot episodes")
     assert bh.page_problems(page) == []
