@@ -167,7 +167,7 @@ def conv_bn(x, weight, gamma, beta, stride=1, eps=1e-5):
     wf = weight.flatten(1)                                            # (D, C*9)
     scale = gamma * torch.rsqrt(((wf @ cov) * wf).sum(1) + eps)      # gamma / std, (D,)
     # the folded weights as a row-major (C*9, D) matrix: autograd then forms their gradient
-    # as u^T g, a product 4x faster here than the (g^T u)^T a transposed view would ask for
+    # as u^T g, 4x faster here than the (g^T u)^T it forms for a transposed view
     w_t = (scale[:, None] * wf).T.contiguous()
     out = torch.addmm(beta - scale * (wf @ mean), u, w_t)            # (N*L, D)
     return out.view(n, (h - 1) // stride + 1, (w - 1) // stride + 1, -1).permute(0, 3, 1, 2)

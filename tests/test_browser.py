@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import nbformat
 import pytest
 
+from mlkit.tools.student import write_student_edition
 import browser_helpers as bh
 
 try:
@@ -632,8 +633,6 @@ def test_student_edition_exercise_gives_feedback_in_the_browser(page, lab):
     traceback) saying the function is still a stub; after the student types the code
     into the exercise cell (here the teacher edition's solution, typed as text) and runs
     that cell and the check, the check says "Correct" in the same place."""
-    from mlkit.tools.student import write_student_edition
-
     write_student_edition(lab.root / "student")
     teacher = nbformat.read(bh.NOTEBOOKS / STUDENT_NOTEBOOK, 4)
     code = [c for c in teacher.cells if c.cell_type == "code"]
