@@ -74,6 +74,7 @@ def test_bench_json():
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["protocol"]["rounds"] == 1 and "images" not in out
+    assert out["protocol"]["cpu"] == bench.processor_name() != ""
     assert out["sinusoid"]["iterations_per_round"] == 2
     for algo in ("maml", "fomaml"):
         result = out["sinusoid"]["results"][algo]

@@ -16,6 +16,7 @@ sampling included) and their ratio, loop / kit.
 """
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 
@@ -142,13 +143,27 @@ def image_bench(rounds, iterations, device, seed=0) -> dict:
                          **s, "inner_steps": 1, "optimizer": "Adam"}, "results": results}
 
 
+def processor_name() -> str:
+    """The CPU's model name ("AMD EPYC", ...): timings and even ratios differ between
+    processors, so a result names the one that produced it."""
+    try:
+        with open("/proc/cpuinfo") as f:  # Linux
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def run_bench(rounds=10, iterations=50, device="cpu", only=None, seed=0) -> dict:
     """Time the kit against the per-task loop: {"protocol", "sinusoid", "images"}."""
     check_int("rounds", rounds, low=1)
     check_int("iterations", iterations, low=1)
     device = torch.device(device)
     out = {"protocol": {"rounds": rounds, "threads": torch.get_num_threads(),
-                        "device": str(device), "torch": torch.__version__,
+                        "device": str(device), "cpu": processor_name(),
+                        "torch": torch.__version__,
                         "timing": "median ms per meta-iteration (task sampling included), kit "
                                   "and loop taking turns; ratio = loop / kit; ratio_range: "
                                   "the lowest and highest ratio of a single round"}}
@@ -164,8 +179,9 @@ def run_bench(rounds=10, iterations=50, device="cpu", only=None, seed=0) -> dict
 
 def format_bench(out) -> str:
     p = out["protocol"]
-    lines = [f"ms per meta-iteration, {p['threads']} thread(s), {p['device']}, torch "
-             f"{p['torch']}; median of {p['rounds']} rounds, kit and per-task loop alternating"]
+    lines = [f"ms per meta-iteration, {p['threads']} thread(s), {p['device']}, CPU {p['cpu']}, "
+             f"torch {p['torch']}; median of {p['rounds']} rounds, kit and per-task loop "
+             f"alternating"]
     for section in ("sinusoid", "images"):
         if section not in out:
             continue
