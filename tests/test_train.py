@@ -253,7 +253,7 @@ def test_cli_resume_goes_on_to_the_runs_own_target(cli_runs, tmp_path, capsys):
 
 @pytest.mark.parametrize("flag, value", [
     ("--inner-lr", "0.05"), ("--seed", "3"), ("--algo", "fomaml"), ("--meta-batch", "5"),
-    ("--shots", "5"), ("--outer-lr", "0.01"), ("--inner-steps", "2"), ("--lr-drops", "40"),
+    ("--shots", "5"), ("--outer-lr", "0.01"), ("--inner-steps", "2"), ("--lr-drops", "20"),
 ])
 def test_cli_resume_with_a_contradicting_setting_is_refused(cli_runs, tmp_path, capsys,
                                                             flag, value):
@@ -272,6 +272,26 @@ def test_cli_resume_with_the_runs_own_setting_is_accepted(cli_runs, tmp_path, ca
     assert main(["train", "--resume", str(b), "--inner-lr", "0.01", "--seed", "0",
                  "--iterations", "60", "--out", str(out)]) == 0, capsys.readouterr().err
     assert same_weights(load_checkpoint(out)[0], load_checkpoint(a)[0])
+
+
+def test_cli_resume_may_add_lr_drops_the_run_has_not_reached(cli_runs, tmp_path, capsys):
+    """b.pt (30 iterations, no drops) continued to 60 with a drop at 40 equals a run of 60
+    trained with that drop from the start, and stores the command of that run; a drop at 20,
+    an iteration b.pt has already run with the full lr, is refused."""
+    _, b, _ = cli_runs
+    whole, resumed = tmp_path / "whole.pt", tmp_path / "resumed.pt"
+    assert main(["train", "--iterations", "60", "--lr-drops", "40", "--out", str(whole)]) == 0
+    assert main(["train", "--resume", str(b), "--lr-drops", "40", "--iterations", "60",
+                 "--out", str(resumed)]) == 0, capsys.readouterr().err
+    (lw, mw), (lr, mr) = load_checkpoint(whole), load_checkpoint(resumed)
+    assert same_weights(lw, lr) and not same_weights(lr, load_checkpoint(b)[0])
+    assert mr["config"]["lr_drops"] == [40] == mw["config"]["lr_drops"]
+    assert mr["command"] == mw["command"].replace(str(whole), str(resumed))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(b), "--lr-drops", "20", "40", "--iterations", "60",
+                 "--out", str(tmp_path / "x.pt")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "--lr-drops [20, 40]" in line and "iteration 30 or later" in line
 
 
 def test_cli_resume_errors_in_a_real_process(cli_runs, tmp_path):

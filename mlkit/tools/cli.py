@@ -70,7 +70,8 @@ def build_parser() -> Parser:
                    help="average the query loss after every inner step (MAML++)")
     t.add_argument("--outer-lr", type=rate("--outer-lr"), default=None, help="default 0.001")
     t.add_argument("--lr-drops", type=count("--lr-drops"), nargs="*", default=None,
-                   help="iterations at which the outer lr halves")
+                   help="iterations at which the outer lr halves (with --resume: the run's "
+                        "own, then any at iterations not yet run)")
     t.add_argument("--meta-batch", type=count("--meta-batch"), default=None)
     t.add_argument("--seed", type=count("--seed", 0), default=None, help="default 0")
     t.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda")

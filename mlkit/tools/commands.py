@@ -88,12 +88,25 @@ def training_settings(args):
     if args.task not in (None, task):
         raise ValueError(f"--task {args.task} differs from the run being resumed ({task}); "
                          f"leave it out to keep the run's own")
+    done = meta["iterations"]
     for key, value in given.items():
+        if key == "lr_drops" and adds_later_drops(cfg.get(key) or [], value, done):
+            continue  # the outer lr of the iterations already run stays as it was
         if value != cfg.get(key):
+            hint = (f"; a resumed run may only add drops at iteration {done} or later, after "
+                    f"the run's own" if key == "lr_drops" else "")
             raise ValueError(f"--{key.replace('_', '-')} {value} differs from the run being "
-                             f"resumed ({cfg.get(key)}); leave it out to keep the run's own")
+                             f"resumed ({cfg.get(key)}); leave it out to keep the run's own"
+                             f"{hint}")
     iterations = args.iterations or meta["target_iterations"]
-    return task, dict(cfg), iterations, History.from_state(state)
+    return task, {**cfg, **given}, iterations, History.from_state(state)
+
+
+def adds_later_drops(own: list, given: list, done: int) -> bool:
+    """True when ``given`` lists the run's own lr drops, then only drops at iterations not
+    yet run (``done`` or later): continuing with ``given`` then equals an uninterrupted run
+    with ``given``, e.g. a finished run trained further at a halved outer lr."""
+    return given[:len(own)] == own and all(d >= done for d in given[len(own):])
 
 
 def train(args, argv) -> int:
