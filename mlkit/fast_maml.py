@@ -83,7 +83,7 @@ def sgd_step(weights_t: list, biases: list, x, y, inner_lr: float, second_order=
     with torch.set_grad_enabled(record):
         outputs = forward(weights_t, biases, x)
         # -alpha * dLoss_t/dout for the mean squared error, (T, K, out); the rest of the
-        # backward pass is linear in it, so every update below is a plain addition
+        # backward pass is linear in it, so the update (``update``) is a plain addition
         step = (outputs[-1] - y) * (-2.0 * inner_lr / outputs[-1][0].numel())
         steps = backprop(weights_t, outputs, step)
     return update(weights_t, biases, outputs, steps)
