@@ -42,6 +42,8 @@ def product(a: torch.Tensor, b: torch.Tensor, add=None) -> torch.Tensor:
     outer product, and a broadcast multiply computes it 2-3x faster on a CPU."""
     if a.shape[-1] == 1:
         return a * b if add is None else torch.addcmul(add, a, b)
+    if a.dim() == 3 and b.dim() == 3:  # one product per task
+        return torch.bmm(a, b) if add is None else torch.baddbmm(add, a, b)
     if add is None:
         return torch.matmul(a, b)
     return torch.addmm(add, a, b) if a.dim() == 2 else torch.baddbmm(add, a, b)
@@ -84,7 +86,7 @@ def sgd_step(weights_t: list, biases: list, x, y, inner_lr: float, second_order=
         outputs = forward(weights_t, biases, x)
         # -alpha * dLoss_t/dout for the mean squared error, (T, K, out); the rest of the
         # backward pass is linear in it, so the update (``update``) is a plain addition
-        step = (outputs[-1] - y) * (-2.0 * inner_lr / outputs[-1][0].numel())
+        step = (outputs[-1] - y) * (-2.0 * inner_lr / outputs[-1].shape[1:].numel())
         steps = backprop(weights_t, outputs, step)
     return update(weights_t, biases, outputs, steps)
 
@@ -120,7 +122,7 @@ class OneStepMetaLoss(torch.autograd.Function):
         layers = len(params) // 2
         weights_t, biases = [w.t() for w in params[:layers]], list(params[layers:])
         support = forward(weights_t, biases, x_s)  # [x_s, h_1, ..., out], (T, K, size)
-        scale = -2.0 * inner_lr / support[-1][0].numel()
+        scale = -2.0 * inner_lr / support[-1].shape[1:].numel()
         steps = backprop(weights_t, support, (support[-1] - y_s) * scale)
         new_w, new_b = update(weights_t, biases, support, steps)
         query = forward(new_w, new_b, x_q)         # [x_q, g_1, ..., prediction]
@@ -128,26 +130,28 @@ class OneStepMetaLoss(torch.autograd.Function):
         # not w'_0, step_0 or w_0, which only pass a gradient on below the first layer
         inner = ((*support[:-1], None, *steps[1:], None, *params[1:layers]) if second_order
                  else ())
-        ctx.save_for_backward(query[-1], y_q, *query[:-1], None, *new_w[1:], *inner)
+        error = query[-1] - y_q                    # (T, Q, out)
+        ctx.save_for_backward(error, *query[:-1], None, *new_w[1:], *inner)
         ctx.layers, ctx.scale, ctx.second_order = layers, scale, second_order
-        return F.mse_loss(query[-1], y_q)
+        return error.square().mean()               # the mean squared error
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss):
-        n, (prediction, y_q, *saved) = ctx.layers, ctx.saved_tensors
+        n, (error, *saved) = ctx.layers, ctx.saved_tensors
         query, new_w, support, steps, weights = (saved[k * n:(k + 1) * n] for k in range(5))
         relu_grad = lambda grad, h: torch.ops.aten.threshold_backward(grad, h, 0)
-        # the query pass, reversed -> d/dw'_i (T, in, out) and d/db'_i (T, 1, out)
-        grad = (prediction - y_q) * (2.0 * grad_loss / prediction.numel())
+        # the query pass, reversed -> d/dw'_i, transposed as nn.Linear stores weights
+        # (T, out, in), and d/db'_i (T, 1, out)
+        grad = error * (grad_loss * (2.0 / error.numel()))
         d_new_w, d_new_b = [None] * n, [None] * n
         for i in reversed(range(n)):
-            d_new_w[i] = torch.bmm(query[i].transpose(1, 2), grad)
+            d_new_w[i] = torch.bmm(grad.transpose(1, 2), query[i])
             d_new_b[i] = grad.sum(1, keepdim=True)
             if i > 0:
                 grad = relu_grad(product(grad, new_w[i].transpose(1, 2)), query[i])
         # w'_i = w_i + h_i^T step_i: every task's d/dw'_i reaches w_i as it is
-        grad_w = [d.sum(0) for d in d_new_w]   # transposed, (in, out)
+        grad_w = [d.sum(0) for d in d_new_w]   # (out, in), as the weights
         grad_b = [d.sum((0, 1)) for d in d_new_b]
         if ctx.second_order:
             # ... and through step_i, which depends on theta. First the update, reversed:
@@ -155,22 +159,23 @@ class OneStepMetaLoss(torch.autograd.Function):
             # step_{i-1} = relu_mask_i(step_i w_i^T) (``backprop``), reversed, from i = 0 up
             d_h, d_step = [None] * n, None
             for i in range(n):
-                d = product(support[i], d_new_w[i], add=d_new_b[i])  # (T, K, out)
+                d = product(support[i], d_new_w[i].transpose(1, 2), add=d_new_b[i])  # (T,K,out)
                 if i > 0:
                     u = relu_grad(d_step, support[i]).flatten(0, 1)      # (T*K, in)
                     d.view(-1, d.shape[-1]).addmm_(u, weights[i].t())
-                    grad_w[i].addmm_(u.t(), steps[i].flatten(0, 1))
-                    d_h[i] = product(steps[i], d_new_w[i].transpose(1, 2))
+                    grad_w[i].addmm_(steps[i].flatten(0, 1).t(), u)
+                    d_h[i] = product(steps[i], d_new_w[i])
                 d_step = d
             # step = scale * (out - y_s); then the support pass, reversed
             grad = (d_step * ctx.scale).flatten(0, 1)  # (T*K, out)
+            support = [h.flatten(0, 1) for h in support]  # (T*K, size)
             for i in reversed(range(n)):
-                grad_w[i].addmm_(support[i].flatten(0, 1).t(), grad)
+                grad_w[i].addmm_(grad.t(), support[i])
                 grad_b[i] += grad.sum(0)
                 if i > 0:
                     grad = relu_grad(product(grad, weights[i], add=d_h[i].flatten(0, 1)),
-                                     support[i].flatten(0, 1))
-        return (None,) * 6 + tuple(g.t() for g in grad_w) + tuple(grad_b)
+                                     support[i])
+        return (None,) * 6 + tuple(grad_w) + tuple(grad_b)
 
 
 def meta_loss(model: MLP, batch: TaskBatch, inner_lr: float, inner_steps: int,

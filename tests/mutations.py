@@ -32,7 +32,7 @@ BUGS = [
          "tests/test_maml.py::test_fomaml_matches_first_order_reference_and_differs_from_maml")),
     Bug("hand-written outer backward: the adapted weights' pull on the hidden activations "
         "is forgotten", "mlkit/fast_maml.py",
-        "d_h[i] = product(steps[i], d_new_w[i].transpose(1, 2))",
+        "d_h[i] = product(steps[i], d_new_w[i])",
         "d_h[i] = torch.zeros_like(support[i])",
         ("tests/test_fast_maml.py::test_fast_path_equals_readable_path_in_float64",
          "tests/test_maml.py::test_maml_meta_gradient_matches_per_task_reference")),
