@@ -30,7 +30,6 @@ Shapes: x (T, K, in), y (T, K, out); transposed weights w_t shared (in, out) or 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .models import MLP
 from .tasks import TaskBatch
@@ -189,7 +188,8 @@ def meta_loss(model: MLP, batch: TaskBatch, inner_lr: float, inner_steps: int,
                                      *[layer.bias for layer in model.layers])
     weights_t = [layer.weight.t() for layer in model.layers]
     biases = [layer.bias for layer in model.layers]
-    query = lambda: F.mse_loss(forward(weights_t, biases, batch.x_query)[-1], batch.y_query)
+    # the mean squared error as (prediction - y)^2, whose backward keeps only the difference
+    query = lambda: (forward(weights_t, biases, batch.x_query)[-1] - batch.y_query).square().mean()
     losses = []
     for _ in range(inner_steps):
         weights_t, biases = sgd_step(weights_t, biases, batch.x_support, batch.y_support,
