@@ -43,9 +43,12 @@ def product(a: torch.Tensor, b: torch.Tensor, add=None) -> torch.Tensor:
         return a * b if add is None else torch.addcmul(add, a, b)
     if a.dim() == 3 and b.dim() == 3:  # one product per task
         return torch.bmm(a, b) if add is None else torch.baddbmm(add, a, b)
-    if add is None:
-        return torch.matmul(a, b)
-    return torch.addmm(add, a, b) if a.dim() == 2 else torch.baddbmm(add, a, b)
+    return torch.matmul(a, b) if add is None else torch.addmm(add, a, b)
+
+
+def relu_grad(grad: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``grad`` passed back through the ReLU whose output is ``h``: zero where h is 0."""
+    return torch.ops.aten.threshold_backward(grad, h, 0)
 
 
 def forward(weights_t: list, biases: list, x: torch.Tensor) -> list:
@@ -70,8 +73,8 @@ def backprop(weights_t: list, outputs: list, step: torch.Tensor) -> list:
     transposed weights of the forward pass, and ReLU's mask). Shapes (T, K, size)."""
     steps = [step]
     for i in reversed(range(1, len(weights_t))):  # back through layer i, then its input's ReLU
-        steps.insert(0, torch.ops.aten.threshold_backward(
-            product(steps[0], weights_t[i].transpose(-1, -2)), outputs[i], 0))
+        steps.insert(0, relu_grad(product(steps[0], weights_t[i].transpose(-1, -2)),
+                                  outputs[i]))
     return steps
 
 
@@ -139,7 +142,6 @@ class OneStepMetaLoss(torch.autograd.Function):
     def backward(ctx, grad_loss):
         n, (error, *saved) = ctx.layers, ctx.saved_tensors
         query, new_w, support, steps, weights = (saved[k * n:(k + 1) * n] for k in range(5))
-        relu_grad = lambda grad, h: torch.ops.aten.threshold_backward(grad, h, 0)
         # the query pass, reversed -> d/dw'_i, transposed as nn.Linear stores weights
         # (T, out, in), and d/db'_i (T, 1, out)
         grad = error * (grad_loss * (2.0 / error.numel()))
