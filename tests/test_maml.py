@@ -252,3 +252,22 @@ def test_conv4_second_order_really_flows(pool):
     so = batched_grad(MAML(model, "cross_entropy", inner_lr=0.4), batch)
     fo = batched_grad(FOMAML(model, "cross_entropy", inner_lr=0.4), batch)
     assert rel_err(fo, so) > 1e-3
+
+
+@pytest.mark.parametrize("ways, shots", [(5, 1), (20, 1), (5, 3)])
+def test_paper_alpha_is_the_kit_lr_divided_by_ways(ways, shots):
+    """The README's conversion: Finn et al.'s code steps on the support cross-entropy summed
+    over the N*K drawings and divided by K, so its alpha equals the kit's inner lr / N."""
+    torch.manual_seed(0)
+    model = Conv4(ways, hidden=4, pool=False).double()
+    x = torch.randn(1, ways * shots, 1, 28, 28, dtype=torch.float64)
+    y = torch.arange(ways).repeat(shots)[None]
+    alpha = 0.4
+    learner = MAML(model, "cross_entropy", inner_lr=alpha * ways)
+    kit = learner.inner_step(learner.start(1), x, y, create_graph=False)
+    names, theta = zip(*model.named_parameters())
+    per_drawing = F.cross_entropy(functional_call(model, dict(zip(names, theta)), (x[0],)),
+                                  y[0], reduction="none")
+    grads = torch.autograd.grad(per_drawing.sum() / shots, theta)
+    for name, p, g in zip(names, theta, grads):
+        torch.testing.assert_close(kit[name][0], p - alpha * g, rtol=1e-10, atol=1e-12)
