@@ -54,6 +54,17 @@ def summarize(curves: torch.Tensor, diverged: torch.Tensor) -> dict:
     return out
 
 
+def image_test_steps(learner) -> int:
+    """Fine-tuning steps for testing a learner on image episodes, as Finn et al. (2017,
+    section 5.2) test Omniglot: 3 steps, or as many as the learner meta-trained with if
+    that is more (their 5-way model trained with 1 step and was tested with 3; their
+    20-way model trained and was tested with 5); 0 for a learner that does not adapt
+    (ProtoNets)."""
+    if not learner.adapted_names():
+        return 0
+    return max(3, getattr(learner, "inner_steps", 0))
+
+
 def meta_test(learner, family, shots, steps, tasks=1000, queries=None, inner_lr=None,
               seed=12345, device=None, chunk=None, progress=False) -> dict:
     """Evaluate ``learner`` on ``tasks`` fresh tasks from ``family`` (sinusoids or episodes).

@@ -129,4 +129,8 @@ BUGS = [
         "mlkit/tools/glyphs.py", 'return np.einsum("sbd,cd->scb", background, f).max(axis=(0, 2))',
         "return np.zeros(len(candidates))",
         ("tests/test_glyphs.py::test_a_planted_leak_is_caught",)),
+    Bug("a glyph model trained with 5 inner steps is tested with only 3",
+        "mlkit/evaluate.py", 'return max(3, getattr(learner, "inner_steps", 0))', "return 3",
+        ("tests/test_evaluate.py::test_image_test_steps_follow_the_papers_protocol",
+         "tests/test_cli.py::test_evaluate_tests_a_glyph_model_with_at_least_its_training_steps")),
 ]

@@ -91,3 +91,19 @@ def test_bench_ratio_range_is_the_spread_of_single_rounds(monkeypatch):
     # medians 2 and 3; the rounds' own ratios are 3/1, 3/2 and 3/4
     assert out["kit_ms"] == 2.0 and out["loop_ms"] == 3.0 and out["ratio"] == 1.5
     assert out["ratio_range"] == [0.75, 3.0]
+
+
+def test_evaluate_tests_a_glyph_model_with_at_least_its_training_steps(tmp_path):
+    """Without --steps a glyph MAML is tested as Finn et al. test Omniglot: 3 steps, or as
+    many as it trained with if more (their 20-way model: 5)."""
+    from mlkit import Conv4, make_learner, save_checkpoint
+    for inner_steps, expected in ((1, 3), (5, 5)):
+        learner = make_learner("maml", Conv4(ways=5, pool=False), loss="cross_entropy",
+                               inner_steps=inner_steps)
+        path = save_checkpoint(tmp_path / f"m{inner_steps}.pt", learner,
+                               {"task": "glyphs", "algo": "maml", "iterations": 0})
+        r = mlkit("evaluate", str(path), "--tasks", "2", "--json")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["protocol"]["steps"] == expected
+        assert set(out["accuracy"]) == {str(s) for s in range(expected + 1)}

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from mlkit.algorithms import make_learner
 from mlkit.data import ClassImages
 from mlkit.episodes import EpisodeFamily
-from mlkit.evaluate import fresh_tasks, mean_ci95, meta_test, summarize
+from mlkit.evaluate import fresh_tasks, image_test_steps, mean_ci95, meta_test, summarize
 from mlkit.models import MLP, Conv4
 from mlkit.protonet import ProtoNet
 from mlkit.tasks import SinusoidFamily
@@ -139,3 +139,15 @@ def test_divergence_is_counted_and_summarised():
     shares = [r["mse"][str(s)]["diverged"] for s in range(7)]
     assert shares[0] == 0 and shares == sorted(shares)  # the share by each step only grows
     assert math.isfinite(r["mse"]["6"]["mean"])
+
+
+@pytest.mark.parametrize("algo, inner_steps, expected", [
+    ("maml", 1, 3),     # Finn et al. 2017: the 5-way model trained with 1 step, tested with 3
+    ("maml", 5, 5),     # their 20-way model trained and was tested with 5
+    ("fomaml", 2, 3),
+    ("protonet", None, 0),  # nothing to fine-tune
+])
+def test_image_test_steps_follow_the_papers_protocol(algo, inner_steps, expected):
+    model = Conv4(ways=None if algo == "protonet" else 5, image_size=16)
+    learner = make_learner(algo, model, loss="cross_entropy", inner_steps=inner_steps)
+    assert image_test_steps(learner) == expected

@@ -85,7 +85,9 @@ def build_parser() -> Parser:
     e.add_argument("--task", choices=TASKS, default=None, help="default: the checkpoint's task")
     e.add_argument("--shots", type=count("--shots"), default=None)
     e.add_argument("--ways", type=count("--ways", 2), default=None, help="glyphs only")
-    e.add_argument("--steps", type=count("--steps", 0), default=None)
+    e.add_argument("--steps", type=count("--steps", 0), default=None,
+                   help="fine-tuning steps (default: 10 for sinusoid; for glyphs 3, or the "
+                        "checkpoint's inner steps if more, as Finn et al. 2017 test Omniglot)")
     e.add_argument("--tasks", type=count("--tasks"), default=None)
     e.add_argument("--queries", type=count("--queries"), default=None)
     e.add_argument("--inner-lr", type=rate("--inner-lr"), default=None)

@@ -12,7 +12,7 @@ from ..algorithms import make_learner
 from ..checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
 from ..data import load_glyphs
 from ..episodes import EpisodeFamily, evaluation_family
-from ..evaluate import meta_test
+from ..evaluate import image_test_steps, meta_test
 from ..models import MLP, Conv4
 from ..runtime import keep_freed_memory, pick_device, torch_threads
 from ..tasks import SinusoidFamily
@@ -29,7 +29,7 @@ DEFAULTS = {
 }
 SETTINGS = ("algo", "ways", "network", "shots", "queries", "meta_batch", "inner_steps",
             "inner_lr", "multi_step_loss", "outer_lr", "lr_drops", "seed")
-TEST_STEPS = {"sinusoid": 10, "glyphs": 3}  # glyphs: Finn et al. 2017 test Omniglot with 3 steps
+SINUSOID_TEST_STEPS = 10  # Finn et al. 2017, figure 3: the sinusoid MSE after up to 10 steps
 
 
 def command_line(task, cfg, iterations, out) -> str:
@@ -188,7 +188,7 @@ def quick_check(learner, task, cfg) -> dict:
         v = r["mse"]["1"]
         return {"what": f"{cfg['shots']}-shot MSE after 1 step on 200 fresh tasks",
                 "value": v["mean"], "ci95": v["ci95"]}
-    steps = TEST_STEPS["glyphs"] if learner.adapted_names() else 0
+    steps = image_test_steps(learner)
     ways = getattr(learner.model, "ways", None) or 20  # ProtoNets: any number of ways
     r = meta_test(learner, evaluation_family(ways), shots=cfg["shots"], steps=steps,
                   tasks=100, queries=5, seed=1)
@@ -228,7 +228,12 @@ def evaluate(args, argv) -> int:
         family = SinusoidFamily(**{k: tuple(fam[k]) for k in ("amplitude", "phase", "x_range")
                                    if k in fam})
         shots, tasks, queries = args.shots or 10, args.tasks or 1000, args.queries
-    steps = args.steps if args.steps is not None else (TEST_STEPS[task] if adapts else 0)
+    if args.steps is not None:
+        steps = args.steps
+    elif task == "glyphs":
+        steps = image_test_steps(learner)
+    else:
+        steps = SINUSOID_TEST_STEPS if adapts else 0
     with torch_threads(1 if task == "sinusoid" else None):
         result = meta_test(learner, family, shots=shots, steps=steps, tasks=tasks,
                            queries=queries, inner_lr=args.inner_lr, seed=args.seed,
