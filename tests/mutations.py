@@ -133,4 +133,14 @@ BUGS = [
         "mlkit/evaluate.py", 'return max(3, getattr(learner, "inner_steps", 0))', "return 3",
         ("tests/test_evaluate.py::test_image_test_steps_follow_the_papers_protocol",
          "tests/test_cli.py::test_evaluate_tests_a_glyph_model_with_at_least_its_training_steps")),
+    Bug("a resumed run may not move an lr drop it has not reached (a long plan cannot be "
+        "shortened)", "mlkit/tools/commands.py",
+        "return sorted(d for d in own if d < done) == sorted(d for d in given if d < done)",
+        "return given[:len(own)] == own and all(d >= done for d in given[len(own):])",
+        ("tests/test_train.py::test_cli_resume_may_move_lr_drops_the_run_has_not_reached",)),
+    Bug("a resumed run accepts an lr drop in iterations it has already run at the full lr",
+        "mlkit/tools/commands.py",
+        "return sorted(d for d in own if d < done) == sorted(d for d in given if d < done)",
+        "return True",
+        ("tests/test_train.py::test_cli_resume_may_add_lr_drops_the_run_has_not_reached",)),
 ]

@@ -294,6 +294,24 @@ def test_cli_resume_may_add_lr_drops_the_run_has_not_reached(cli_runs, tmp_path,
     assert "--lr-drops [20, 40]" in line and "iteration 30 or later" in line
 
 
+def test_cli_resume_may_move_lr_drops_the_run_has_not_reached(cli_runs, tmp_path, capsys):
+    """A run planned with a drop at 50 and stopped at 30 has not used that drop yet: continued
+    with the drop moved to 40, it equals a run trained with a drop at 40 from the start, and
+    its command says 40 only (a long plan shortened keeps an honest rebuild command)."""
+    _, b, _ = cli_runs
+    payload = torch.load(b, weights_only=True)
+    payload["meta"]["config"]["lr_drops"] = [50]  # b's 30 iterations never reached it
+    planned, resumed, whole = tmp_path / "planned.pt", tmp_path / "moved.pt", tmp_path / "w.pt"
+    torch.save(payload, planned)
+    assert main(["train", "--iterations", "60", "--lr-drops", "40", "--out", str(whole)]) == 0
+    assert main(["train", "--resume", str(planned), "--lr-drops", "40", "--iterations", "60",
+                 "--out", str(resumed)]) == 0, capsys.readouterr().err
+    (lw, mw), (lr, mr) = load_checkpoint(whole), load_checkpoint(resumed)
+    assert same_weights(lw, lr)
+    assert mr["config"]["lr_drops"] == [40]
+    assert mr["command"] == mw["command"].replace(str(whole), str(resumed))
+
+
 def test_cli_resume_errors_in_a_real_process(cli_runs, tmp_path):
     _, b, _ = cli_runs
     proc = subprocess.run([sys.executable, "-m", "mlkit", "train", "--resume", str(b),

@@ -90,11 +90,11 @@ def training_settings(args):
                          f"leave it out to keep the run's own")
     done = meta["iterations"]
     for key, value in given.items():
-        if key == "lr_drops" and adds_later_drops(cfg.get(key) or [], value, done):
+        if key == "lr_drops" and same_drops_so_far(cfg.get(key) or [], value, done):
             continue  # the outer lr of the iterations already run stays as it was
         if value != cfg.get(key):
-            hint = (f"; a resumed run may only add drops at iteration {done} or later, after "
-                    f"the run's own" if key == "lr_drops" else "")
+            hint = (f"; a resumed run keeps the drops it has run with and may change only "
+                    f"drops at iteration {done} or later" if key == "lr_drops" else "")
             raise ValueError(f"--{key.replace('_', '-')} {value} differs from the run being "
                              f"resumed ({cfg.get(key)}); leave it out to keep the run's own"
                              f"{hint}")
@@ -102,11 +102,12 @@ def training_settings(args):
     return task, {**cfg, **given}, iterations, History.from_state(state)
 
 
-def adds_later_drops(own: list, given: list, done: int) -> bool:
-    """True when ``given`` lists the run's own lr drops, then only drops at iterations not
-    yet run (``done`` or later): continuing with ``given`` then equals an uninterrupted run
-    with ``given``, e.g. a finished run trained further at a halved outer lr."""
-    return given[:len(own)] == own and all(d >= done for d in given[len(own):])
+def same_drops_so_far(own: list, given: list, done: int) -> bool:
+    """True when ``given`` and the run's own lr drops agree on the ``done`` iterations already
+    run (drops before ``done``): continuing with ``given`` then equals an uninterrupted run
+    with ``given``. Drops the run has not reached may be added, moved or left out, e.g. a
+    finished run trained further at a halved outer lr, or a long plan shortened."""
+    return sorted(d for d in own if d < done) == sorted(d for d in given if d < done)
 
 
 def train(args, argv) -> int:
