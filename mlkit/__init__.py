@@ -24,7 +24,7 @@ meta-test     adapting to fresh tasks and reporting the query error with a 95% C
 from .algorithms import make_learner
 from .checkpoints import load_checkpoint, load_shipped, save_checkpoint
 from .episodes import EpisodeFamily, evaluation_family, sample_episodes
-from .evaluate import mean_ci95, meta_test
+from .evaluate import image_test_steps, mean_ci95, meta_test
 from .learner import fine_tune
 from .maml import ANIL, FOMAML, MAML, MetaSGD, Pretrain, Reptile
 from .models import MLP, Conv4
