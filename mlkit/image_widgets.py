@@ -85,10 +85,14 @@ class ImageExplorer(Panel):
         draw_predictions(self.ax, batch.x_query[0, :self.SHOWN], truth[:self.SHOWN],
                          {k: None if g is None else g[:self.SHOWN] for k, g in guesses.items()},
                          support=support)
+        maml = self.maml.get(ways)
+        trained = "" if maml is None else (f" (meta-trained for {maml.inner_steps} step(s) of "
+                                           f"lr {maml.inner_lr:.3g})")
         self.ax.set_title(f"{ways}-way {shots}-shot episode from the held-out alphabets: one "
                           f"support image per label above the line, {len(truth)} query images "
                           f"below\nquery: true label top left; M = MAML after {steps} step(s) "
-                          f"of lr {lr:.3g}, P = ProtoNet; green right, red wrong", fontsize=9)
+                          f"of lr {lr:.3g}{trained}, P = ProtoNet; green right, red wrong",
+                          fontsize=9)
         if diverged:
             self.ax.text(0.5, 0.5, f"MAML fine-tuning diverged at inner lr {lr:.3g}:\n"
                          "try a smaller lr", transform=self.ax.transAxes, ha="center",

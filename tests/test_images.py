@@ -59,3 +59,21 @@ def test_explorer_episode_comes_from_the_held_out_alphabets(explorer):
     batch = explorer.episode(5, 1)
     names = [explorer.family.dataset.class_names[c] for c in batch.info["classes"][0].tolist()]
     assert set(names) <= evaluation and not set(names) & background
+
+
+def test_explorer_title_names_each_checkpoints_own_inner_loop():
+    """A 20-way checkpoint meta-trained for 5 steps of 2.0 beside a 5-way one trained for 1
+    step of 0.4: the title names the loop of the model shown, not the sliders' values."""
+    torch.manual_seed(0)
+    maml = {5: make_learner("maml", Conv4(5, hidden=8, pool=False), "cross_entropy",
+                            inner_lr=0.4, inner_steps=1),
+            20: make_learner("maml", Conv4(20, hidden=8, pool=False), "cross_entropy",
+                             inner_lr=2.0, inner_steps=5)}
+    panel = ImageExplorer(maml=maml, protonet=ProtoNet(Conv4(None, hidden=8)),
+                          dataset=load_glyphs("evaluation"), steps=2, lr=0.1)
+    assert "meta-trained for 1 step(s) of lr 0.4" in panel.ax.get_title()
+    panel.controls["ways"].value = 20
+    assert "meta-trained for 5 step(s) of lr 2" in panel.ax.get_title()
+    assert "after 2 step(s) of lr 0.1" in panel.ax.get_title()
+    panel.controls["ways"].value = 19  # no MAML head: nothing to name
+    assert "meta-trained" not in panel.ax.get_title()
