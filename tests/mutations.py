@@ -143,4 +143,8 @@ BUGS = [
         "return sorted(d for d in own if d < done) == sorted(d for d in given if d < done)",
         "return True",
         ("tests/test_train.py::test_cli_resume_may_add_lr_drops_the_run_has_not_reached",)),
+    Bug("the image explorer's title names the sliders' inner loop as the checkpoint's own",
+        "mlkit/image_widgets.py", 'f" (meta-trained for {maml.inner_steps} step(s) of "',
+        'f" (meta-trained for {steps} step(s) of "',
+        ("tests/test_images.py::test_explorer_title_names_each_checkpoints_own_inner_loop",)),
 ]
