@@ -51,6 +51,10 @@ class MAML(Learner):
     multi_step_loss: average the query loss after *every* inner step instead of
         only the last (Antoniou et al., "How to train your MAML", ICLR 2019), so the
         initialisation is good after 1 step and stays good over more steps
+    adapt_batch_norm: whether the inner loop also changes batch norm's scale and shift.
+        False follows Finn et al.'s Omniglot code, whose inner loop adapts the weights of
+        the convolutions and the head only (batch norm is learned in the outer loop);
+        models without batch norm (the MLP) are the same either way.
     """
 
     name = "maml"
@@ -58,16 +62,21 @@ class MAML(Learner):
     fast_path = True  # False: always the readable path below, even where fast_maml.py applies
 
     def __init__(self, model: nn.Module, loss="mse", inner_lr=0.01, inner_steps=1,
-                 multi_step_loss=False):
+                 multi_step_loss=False, adapt_batch_norm=True):
         super().__init__(model, loss)
         self.inner_lr = check_float("inner_lr", inner_lr, low=0.0)
         self.inner_steps = check_int("inner_steps", inner_steps, low=0)
         self.multi_step_loss = bool(multi_step_loss)
+        if not isinstance(adapt_batch_norm, bool):
+            raise ValueError(f"adapt_batch_norm must be True or False, got {adapt_batch_norm!r}")
+        self.adapt_batch_norm = adapt_batch_norm
 
     # ---- inner loop ---------------------------------------------------------
     def adapted_names(self) -> list:
-        """Which parameters the inner loop changes (all of them, for MAML)."""
-        return [name for name, _ in self.model.named_parameters()]
+        """Which parameters the inner loop changes: all of them, or all but batch norm's
+        (``adapt_batch_norm=False``)."""
+        frozen = set() if self.adapt_batch_norm else set(batch_norm_names(self.model))
+        return [name for name, _ in self.model.named_parameters() if name not in frozen]
 
     def step_size(self, name: str):
         """The inner learning rate of parameter ``name`` (a number, or a tensor in Meta-SGD)."""
@@ -113,7 +122,10 @@ class MAML(Learner):
         return self.model.forward_tasks(params, x)
 
     def inner_update(self, inner_lr=None) -> str:
-        return f"SGD on the support set, lr {self.inner_lr if inner_lr is None else inner_lr}"
+        bn = batch_norm_names(self.model)
+        kept = " (batch norm not adapted)" if bn and set(bn).isdisjoint(self.adapted_names()) else ""
+        return (f"SGD on the support set{kept}, lr "
+                f"{self.inner_lr if inner_lr is None else inner_lr}")
 
     # ---- outer loop ---------------------------------------------------------
     def query_loss(self, params: dict, batch: TaskBatch) -> torch.Tensor:
@@ -143,8 +155,16 @@ class MAML(Learner):
                 and all(getattr(type(self), m) is getattr(MAML, m) for m in own))
 
     def config(self) -> dict:
+        frozen = {} if self.adapt_batch_norm else {"adapt_batch_norm": False}  # named when off
         return {**super().config(), "inner_lr": self.inner_lr, "inner_steps": self.inner_steps,
-                "multi_step_loss": self.multi_step_loss}
+                "multi_step_loss": self.multi_step_loss, **frozen}
+
+
+def batch_norm_names(model: nn.Module) -> list:
+    """Names of the scale and shift parameters of every batch-norm layer in ``model``."""
+    return [f"{prefix}.{name}" for prefix, module in model.named_modules()
+            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))
+            for name, _ in module.named_parameters(recurse=False)]
 
 
 class FOMAML(MAML):
@@ -173,8 +193,9 @@ class MetaSGD(MAML):
     name = "metasgd"
     learned_inner_lr = True
 
-    def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=1, multi_step_loss=False):
-        super().__init__(model, loss, inner_lr, inner_steps, multi_step_loss)
+    def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=1, multi_step_loss=False,
+                 adapt_batch_norm=True):
+        super().__init__(model, loss, inner_lr, inner_steps, multi_step_loss, adapt_batch_norm)
         # ParameterDict keys may not contain dots
         self.lrs = nn.ParameterDict({name.replace(".", "_"): nn.Parameter(torch.full_like(p, inner_lr))
                                      for name, p in model.named_parameters()})
@@ -192,13 +213,16 @@ class Reptile(MAML):
 
     Outer step: theta <- theta + beta * mean_i(theta_i - theta), i.e. the optimiser
     is handed ``theta - mean_i theta_i`` as the gradient.
+    Only what adapts moves: with ``adapt_batch_norm=False`` batch norm keeps its initial
+    scale and shift.
     """
 
     name = "reptile"
     first_order = True
 
-    def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=5, multi_step_loss=False):
-        super().__init__(model, loss, inner_lr, inner_steps, multi_step_loss)
+    def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=5, multi_step_loss=False,
+                 adapt_batch_norm=True):
+        super().__init__(model, loss, inner_lr, inner_steps, multi_step_loss, adapt_batch_norm)
 
     def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer) -> torch.Tensor:
         params = self.adapt(batch.x_support, batch.y_support, create_graph=False)
@@ -223,8 +247,9 @@ class Pretrain(MAML):
 
     name = "pretrain"
 
-    def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=0, multi_step_loss=False):
-        super().__init__(model, loss, inner_lr, inner_steps, multi_step_loss)
+    def __init__(self, model, loss="mse", inner_lr=0.01, inner_steps=0, multi_step_loss=False,
+                 adapt_batch_norm=True):
+        super().__init__(model, loss, inner_lr, inner_steps, multi_step_loss, adapt_batch_norm)
 
     def meta_loss(self, batch: TaskBatch) -> torch.Tensor:
         x = torch.cat([batch.x_support, batch.x_query], 1)

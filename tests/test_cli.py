@@ -52,6 +52,9 @@ def test_evaluate_table(trained):
     (["train", "--task", "glyphs", "--algo", "protonet", "--inner-lr", "0.1", "--out", "x.pt"],
      "--inner-lr"),
     (["train", "--algo", "protonet", "--out", "x.pt"], "protonet"),
+    (["train", "--no-adapt-batch-norm", "--out", "x.pt"], "--no-adapt-batch-norm"),
+    (["train", "--task", "glyphs", "--algo", "protonet", "--no-adapt-batch-norm", "--out",
+      "x.pt"], "--no-adapt-batch-norm"),
     (["train", "--resume", "does-not-exist.pt"], "does-not-exist.pt"),
     (["fly"], "fly"),
     ([], "command"),
@@ -107,3 +110,24 @@ def test_evaluate_tests_a_glyph_model_with_at_least_its_training_steps(tmp_path)
         out = json.loads(r.stdout)
         assert out["protocol"]["steps"] == expected
         assert set(out["accuracy"]) == {str(s) for s in range(expected + 1)}
+
+
+def test_train_without_batch_norm_adaptation_keeps_it_in_the_checkpoint(tmp_path, capsys):
+    """--no-adapt-batch-norm (Finn et al.'s inner loop) is stored in the learner and in the
+    command that rebuilds the run, and a resumed run keeps it."""
+    from mlkit import load_checkpoint
+    out = tmp_path / "frozen.pt"
+    assert main(["train", "--task", "glyphs", "--ways", "3", "--meta-batch", "2",
+                 "--iterations", "2", "--no-adapt-batch-norm", "--out", str(out)]) == 0
+    learner, meta = load_checkpoint(out)
+    assert learner.adapt_batch_norm is False and "--no-adapt-batch-norm" in meta["command"]
+    assert learner.adapted_names() == [f"blocks.{i}.0.weight" for i in range(4)] + [
+        "head.weight", "head.bias"]  # blocks.i.1 is batch norm
+    assert main(["train", "--resume", str(out), "--iterations", "3"]) == 0
+    learner, meta = load_checkpoint(out)
+    assert learner.adapt_batch_norm is False and meta["iterations"] == 3
+    assert "--no-adapt-batch-norm" in meta["command"]
+    r = mlkit("evaluate", str(out), "--tasks", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["protocol"]["inner_update"] == (
+        "SGD on the support set (batch norm not adapted), lr 0.4")

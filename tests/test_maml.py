@@ -204,8 +204,9 @@ def test_fomaml_multi_step_loss_matches_first_order_reference(path):
 
 
 # ---- Conv-4 on images: the fast per-task pass against the readable network ----------------
-def conv_reference_meta_grad(model, batch, lr, steps, first_order):
-    """Per-task loop over the network's own readable forward (nn.Sequential blocks)."""
+def conv_reference_meta_grad(model, batch, lr, steps, first_order, fixed=()):
+    """Per-task loop over the network's own readable forward (nn.Sequential blocks).
+    The parameters named in ``fixed`` keep theta's value in the inner loop."""
     theta = dict(model.named_parameters())
     total = 0.0
     for t in range(batch.tasks):
@@ -214,7 +215,7 @@ def conv_reference_meta_grad(model, batch, lr, steps, first_order):
             loss = F.cross_entropy(functional_call(model, params, (batch.x_support[t],)),
                                    batch.y_support[t])
             grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
-            params = {n: p - lr * (g.detach() if first_order else g)
+            params = {n: p if n in fixed else p - lr * (g.detach() if first_order else g)
                       for (n, p), g in zip(params.items(), grads)}
         total = total + F.cross_entropy(functional_call(model, params, (batch.x_query[t],)),
                                         batch.y_query[t])
@@ -244,6 +245,29 @@ def test_conv4_meta_gradient_matches_per_task_reference(pool, algo):
     ours = batched_grad(learner, batch)
     ref = conv_reference_meta_grad(model, batch, 0.4, 2, first_order=algo is FOMAML)
     assert rel_err(ours, ref) < 1e-10
+
+
+@pytest.mark.parametrize("algo", [MAML, FOMAML])
+def test_conv4_without_batch_norm_adaptation_matches_reference(algo):
+    """Finn et al.'s code: the inner loop adapts convolutions and head; batch norm's scale
+    and shift (blocks.i.1.*) keep theta's value and are learned in the outer loop only."""
+    model, batch = image_setup(pool=False, seed=2)
+    bn = {f"blocks.{i}.1.{k}" for i in range(4) for k in ("weight", "bias")}
+    learner = algo(model, "cross_entropy", inner_lr=0.4, inner_steps=2, adapt_batch_norm=False)
+    ours = batched_grad(learner, batch)
+    ref = conv_reference_meta_grad(model, batch, 0.4, 2, algo is FOMAML, fixed=bn)
+    assert rel_err(ours, ref) < 1e-10
+    adapting_all = conv_reference_meta_grad(model, batch, 0.4, 2, algo is FOMAML)
+    assert rel_err(ours, adapting_all) > 1e-3
+    adapted = learner.adapt(batch.x_support, batch.y_support)
+    for name, p in model.named_parameters():  # batch norm stays, everything else moves
+        moved = (adapted[name] - p).abs().amax().item()
+        assert (moved == 0) == (name in bn), name
+
+
+def test_adapt_batch_norm_must_be_a_bool():
+    with pytest.raises(ValueError, match="adapt_batch_norm must be True or False, got 'no'"):
+        MAML(Conv4(3), "cross_entropy", adapt_batch_norm="no")
 
 
 @pytest.mark.parametrize("pool", [True, False])

@@ -266,6 +266,17 @@ def test_cli_resume_with_a_contradicting_setting_is_refused(cli_runs, tmp_path, 
     assert not out.exists()
 
 
+def test_cli_resume_refuses_to_stop_adapting_batch_norm(cli_runs, tmp_path, capsys):
+    _, b, _ = cli_runs
+    out = tmp_path / "x.pt"
+    assert main(["train", "--resume", str(b), "--no-adapt-batch-norm", "--iterations", "40",
+                 "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "mlkit: error: --no-adapt-batch-norm differs from the run being resumed "
+        "(adapt_batch_norm=True); leave it out to keep the run's own")
+    assert not out.exists()
+
+
 def test_cli_resume_with_the_runs_own_setting_is_accepted(cli_runs, tmp_path, capsys):
     a, b, _ = cli_runs
     out = tmp_path / "same.pt"

@@ -68,6 +68,9 @@ def build_parser() -> Parser:
     t.add_argument("--inner-lr", type=rate("--inner-lr"), default=None)
     t.add_argument("--multi-step-loss", action="store_true", default=None,
                    help="average the query loss after every inner step (MAML++)")
+    t.add_argument("--no-adapt-batch-norm", dest="adapt_batch_norm", action="store_false",
+                   default=None, help="glyphs only: the inner loop leaves batch norm's scale "
+                   "and shift alone, as Finn et al.'s Omniglot code")
     t.add_argument("--outer-lr", type=rate("--outer-lr"), default=None, help="default 0.001")
     t.add_argument("--lr-drops", type=count("--lr-drops"), nargs="*", default=None,
                    help="iterations at which the outer lr halves (with --resume: the run's "

@@ -28,7 +28,7 @@ DEFAULTS = {
                "seed": 0, "multi_step_loss": False},
 }
 SETTINGS = ("algo", "ways", "network", "shots", "queries", "meta_batch", "inner_steps",
-            "inner_lr", "multi_step_loss", "outer_lr", "lr_drops", "seed")
+            "inner_lr", "multi_step_loss", "adapt_batch_norm", "outer_lr", "lr_drops", "seed")
 SINUSOID_TEST_STEPS = 10  # Finn et al. 2017, figure 3: the sinusoid MSE after up to 10 steps
 
 
@@ -37,14 +37,20 @@ def command_line(task, cfg, iterations, out) -> str:
     words = ["python", "-m", "mlkit", "train", "--task", task, "--iterations", str(iterations)]
     for key in SETTINGS:
         value = cfg.get(key)
-        flag = "--" + key.replace("_", "-")
         if key == "multi_step_loss":
-            words += [flag] if value else []
+            words += [flag(key)] if value else []
+        elif key == "adapt_batch_norm":
+            words += [flag(key)] if value is False else []
         elif key == "lr_drops":
-            words += [flag, *map(str, value)] if value else []
+            words += [flag(key), *map(str, value)] if value else []
         elif value is not None:
-            words += [flag, str(value)]
+            words += [flag(key), str(value)]
     return shlex.join(words + ["--out", str(out)])
+
+
+def flag(key: str) -> str:
+    """The command-line flag of setting ``key``: "inner_lr" -> "--inner-lr"."""
+    return "--no-adapt-batch-norm" if key == "adapt_batch_norm" else "--" + key.replace("_", "-")
 
 
 def downsample(values, points=500):
@@ -56,7 +62,7 @@ def downsample(values, points=500):
     return t[:n].view(points, -1).mean(1).tolist()
 
 
-INNER = ("inner_lr", "inner_steps", "multi_step_loss")
+INNER = ("inner_lr", "inner_steps", "multi_step_loss", "adapt_batch_norm")
 
 
 def training_settings(args):
@@ -69,13 +75,13 @@ def training_settings(args):
         if task == "glyphs":
             cfg.setdefault("network", "pool" if cfg["algo"] == "protonet" else "strided")
         else:
-            for key in ("ways", "network"):
+            for key in ("ways", "network", "adapt_batch_norm"):
                 if key in given:
-                    raise ValueError(f"--{key} applies to --task glyphs only")
+                    raise ValueError(f"{flag(key)} applies to --task glyphs only")
         if cfg["algo"] == "protonet":
             for key in INNER:
                 if key in given:
-                    raise ValueError(f"--{key.replace('_', '-')} does not apply to protonet "
+                    raise ValueError(f"{flag(key)} does not apply to protonet "
                                      f"(ProtoNets have no inner loop)")
                 cfg.pop(key, None)
         return task, cfg, args.iterations or DEFAULTS[task]["iterations"], None
@@ -92,12 +98,13 @@ def training_settings(args):
     for key, value in given.items():
         if key == "lr_drops" and same_drops_so_far(cfg.get(key) or [], value, done):
             continue  # the outer lr of the iterations already run stays as it was
-        if value != cfg.get(key):
+        own = cfg.get(key, True if key == "adapt_batch_norm" else None)  # older runs adapt it
+        if value != own:
             hint = (f"; a resumed run keeps the drops it has run with and may change only "
                     f"drops at iteration {done} or later" if key == "lr_drops" else "")
-            raise ValueError(f"--{key.replace('_', '-')} {value} differs from the run being "
-                             f"resumed ({cfg.get(key)}); leave it out to keep the run's own"
-                             f"{hint}")
+            shown = "" if isinstance(value, bool) else f" {value}"  # on/off flags take no value
+            raise ValueError(f"{flag(key)}{shown} differs from the run being resumed "
+                             f"({key}={own}); leave it out to keep the run's own{hint}")
     iterations = args.iterations or meta["target_iterations"]
     return task, {**cfg, **given}, iterations, History.from_state(state)
 
