@@ -17,8 +17,8 @@ def make_learner(algo: str, model: nn.Module, loss="mse", **options):
     """Build a learner by name: one of maml, fomaml, reptile, anil, metasgd, pretrain, protonet.
 
     options are the class's own arguments (inner_lr, inner_steps, multi_step_loss,
-    adapt_batch_norm for the MAML family; none for protonet); an option given as None takes the class's default
-    (for inner_steps: Reptile 5, Pretrain 0, others 1).
+    adapt_batch_norm for the MAML family; none for protonet); an option given as None takes
+    the class's default (for inner_steps: Reptile 5, Pretrain 0, others 1).
     """
     check_choice("algo", algo, list(ALGORITHMS))
     cls = ALGORITHMS[algo]
