@@ -29,6 +29,9 @@ DEFAULTS = {
 }
 SETTINGS = ("algo", "ways", "network", "shots", "queries", "meta_batch", "inner_steps",
             "inner_lr", "multi_step_loss", "adapt_batch_norm", "outer_lr", "lr_drops", "seed")
+SWITCHES = {"multi_step_loss": False, "adapt_batch_norm": True}  # on/off settings: their default;
+# the flag turns it over (--multi-step-loss, --no-adapt-batch-norm), and a run without the
+# setting stored has the default
 SINUSOID_TEST_STEPS = 10  # Finn et al. 2017, figure 3: the sinusoid MSE after up to 10 steps
 
 
@@ -37,10 +40,8 @@ def command_line(task, cfg, iterations, out) -> str:
     words = ["python", "-m", "mlkit", "train", "--task", task, "--iterations", str(iterations)]
     for key in SETTINGS:
         value = cfg.get(key)
-        if key == "multi_step_loss":
-            words += [flag(key)] if value else []
-        elif key == "adapt_batch_norm":
-            words += [flag(key)] if value is False else []
+        if key in SWITCHES:
+            words += [flag(key)] if value is not None and value != SWITCHES[key] else []
         elif key == "lr_drops":
             words += [flag(key), *map(str, value)] if value else []
         elif value is not None:
@@ -49,8 +50,9 @@ def command_line(task, cfg, iterations, out) -> str:
 
 
 def flag(key: str) -> str:
-    """The command-line flag of setting ``key``: "inner_lr" -> "--inner-lr"."""
-    return "--no-adapt-batch-norm" if key == "adapt_batch_norm" else "--" + key.replace("_", "-")
+    """The command-line flag of setting ``key``: "inner_lr" -> "--inner-lr",
+    "adapt_batch_norm" (on by default) -> "--no-adapt-batch-norm"."""
+    return ("--no-" if SWITCHES.get(key) else "--") + key.replace("_", "-")
 
 
 def downsample(values, points=500):
@@ -98,11 +100,11 @@ def training_settings(args):
     for key, value in given.items():
         if key == "lr_drops" and same_drops_so_far(cfg.get(key) or [], value, done):
             continue  # the outer lr of the iterations already run stays as it was
-        own = cfg.get(key, True if key == "adapt_batch_norm" else None)  # older runs adapt it
+        own = cfg.get(key, SWITCHES.get(key))
         if value != own:
             hint = (f"; a resumed run keeps the drops it has run with and may change only "
                     f"drops at iteration {done} or later" if key == "lr_drops" else "")
-            shown = "" if isinstance(value, bool) else f" {value}"  # on/off flags take no value
+            shown = "" if key in SWITCHES else f" {value}"  # on/off flags take no value
             raise ValueError(f"{flag(key)}{shown} differs from the run being resumed "
                              f"({key}={own}); leave it out to keep the run's own{hint}")
     iterations = args.iterations or meta["target_iterations"]
