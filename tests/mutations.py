@@ -151,4 +151,8 @@ BUGS = [
         "mlkit/image_widgets.py", 'f" (meta-trained for {maml.inner_steps} step(s) of "',
         'f" (meta-trained for {steps} step(s) of "',
         ("tests/test_images.py::test_explorer_title_names_each_checkpoints_own_inner_loop",)),
+    Bug("evaluate --split background on the glyphs quietly tests the held-out alphabets",
+        "mlkit/tools/commands.py", "family = evaluation_family(ways, args.data, args.split or",
+        "family = evaluation_family(ways, args.data, (args.split if args.data else None) or",
+        ("tests/test_cli.py::test_evaluate_on_the_alphabets_a_glyph_model_trained_on",)),
 ]

@@ -112,6 +112,28 @@ def test_evaluate_tests_a_glyph_model_with_at_least_its_training_steps(tmp_path)
         assert set(out["accuracy"]) == {str(s) for s in range(expected + 1)}
 
 
+def test_evaluate_on_the_alphabets_a_glyph_model_trained_on(tmp_path, capsys):
+    """`evaluate --split background` tests on the training alphabets (upright), so a learner
+    can measure the gap to the held-out ones; Omniglot's small sets still need --data."""
+    from mlkit import Conv4, make_learner, save_checkpoint
+    from mlkit.data import load_glyphs
+    learner = make_learner("protonet", Conv4(None, hidden=8), "cross_entropy")
+    path = str(save_checkpoint(tmp_path / "p.pt", learner, {"task": "glyphs"}))
+    counts = {}
+    for split in ("background", "evaluation"):
+        assert main(["evaluate", path, "--split", split, "--ways", "3", "--tasks", "2",
+                     "--json"]) == 0
+        protocol = json.loads(capsys.readouterr().out)["protocol"]
+        assert protocol["split"] == split and protocol["rotations"] is False
+        counts[split] = protocol["classes"]
+    assert counts == {s: len(load_glyphs(s)) for s in counts}
+    assert counts["background"] != counts["evaluation"]
+    assert main(["evaluate", path, "--split", "background_small1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--split background_small1 needs --data" in err and "background" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_train_without_batch_norm_adaptation_keeps_it_in_the_checkpoint(tmp_path, capsys):
     """--no-adapt-batch-norm (Finn et al.'s inner loop) is stored in the learner and in the
     command that rebuilds the run, and a resumed run keeps it."""

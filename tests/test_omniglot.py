@@ -131,5 +131,5 @@ def test_cli_evaluates_on_omniglots_small_sets(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["protocol"]["task"] == "omniglot" and out["protocol"]["split"] == "background_small1"
     assert out["protocol"]["classes"] == ALPHABETS * CHARACTERS
-    assert cli.main(args[:2] + ["--split", "background_small1"]) == 2  # --split needs --data
-    assert "--split applies with --data" in capsys.readouterr().err
+    assert cli.main(args[:2] + ["--split", "background_small1"]) == 2  # glyphs have no such split
+    assert "--split background_small1 needs --data" in capsys.readouterr().err

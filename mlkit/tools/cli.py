@@ -97,8 +97,9 @@ def build_parser() -> Parser:
     e.add_argument("--seed", type=count("--seed", 0), default=12345)
     e.add_argument("--data", default=None, help="glyphs only: an Omniglot folder to test on")
     e.add_argument("--split", default=None,
-                   help="with --data: evaluation (default), background, background_small1 or "
-                        "background_small2")
+                   help="evaluation (default: held-out alphabets) or background (the "
+                        "alphabets the models trained on); with --data also background_small1 "
+                        "or background_small2")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print one JSON object")
 

@@ -33,6 +33,7 @@ SWITCHES = {"multi_step_loss": False, "adapt_batch_norm": True}  # on/off settin
 # the flag turns it over (--multi-step-loss, --no-adapt-batch-norm), and a run without the
 # setting stored has the default
 SINUSOID_TEST_STEPS = 10  # Finn et al. 2017, figure 3: the sinusoid MSE after up to 10 steps
+GLYPH_TEST_SPLITS = ("evaluation", "background")  # `evaluate --split` without --data
 
 
 def command_line(task, cfg, iterations, out) -> str:
@@ -220,8 +221,10 @@ def evaluate(args, argv) -> int:
     if task == "glyphs":
         keep_freed_memory()
         ways = args.ways or getattr(learner.model, "ways", None) or 5
-        if args.split is not None and args.data is None:
-            raise ValueError("--split applies with --data (an Omniglot folder) only")
+        if args.data is None and args.split not in (None, *GLYPH_TEST_SPLITS):
+            raise ValueError(f"--split {args.split} needs --data (an Omniglot folder); the "
+                             f"shipped glyphs have --split evaluation (held-out alphabets, the "
+                             f"default) or background (the alphabets the models trained on)")
         family = evaluation_family(ways, args.data, args.split or "evaluation",
                                    learner.model.image_size)
         shots, tasks = args.shots or 1, args.tasks or 600
